@@ -1,0 +1,68 @@
+"""Two optimizer steps of GSPOTrainer under `accelerate launch` (used by tests/test_gspo.py with DeepSpeed ZeRO-3).
+
+Prints one line per rank: ``GSPO_WORKER rank=R world_size=W deepspeed=B zero_stage=Z steps=N loss=L``.
+"""
+
+import argparse
+import math
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def length_reward(completions, **kwargs):
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    return [float(len(t)) / 10.0 for t in texts]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--output_dir", required=True)
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from trl_ext import GSPOConfig, GSPOTrainer
+    from trl_ext.data.gsm8k import load_gsm8k
+
+    config = GSPOConfig(
+        output_dir=args.output_dir,
+        per_device_train_batch_size=2,
+        num_generations=4,
+        max_completion_length=8,
+        num_minibatches=2,  # 2 optimizer steps from one rollout batch: the second one is off-policy
+        max_steps=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        bf16=False,
+        ddp_backend="gloo",
+        report_to="none",
+        save_strategy="no",
+    )
+    trainer = GSPOTrainer(
+        model=args.model,
+        reward_funcs=length_reward,
+        args=config,
+        train_dataset=load_gsm8k("synthetic", "train", num_examples=16),
+        processing_class=AutoTokenizer.from_pretrained(args.model),
+    )
+    trainer.train()
+
+    world_size = trainer.accelerator.num_processes
+    assert world_size == 2, f"expected 2 processes, trainer sees {world_size}"
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses), losses
+    zero_stage = trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None
+    print(
+        f"GSPO_WORKER rank={trainer.accelerator.process_index} world_size={world_size} "
+        f"deepspeed={trainer.is_deepspeed_enabled} zero_stage={zero_stage} steps={trainer.state.global_step} "
+        f"loss={losses[-1]:.6g}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
