@@ -41,7 +41,7 @@ def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env
     """Run `accelerate launch` of `script` with one of the project's configs on CPU; return the CompletedProcess.
 
     CPU settings as DESIGN_NOTES section 4 says: fp32 (`--mixed_precision no`), `DS_ACCELERATOR=cpu` and the gloo
-    backend for DeepSpeed, `--use_cpu true` for DDP (otherwise two independent trainings would start).
+    backend for DeepSpeed, `--use_cpu true` passed to the script for DDP (scripts must accept it, as TrlParser-based ones do).
     """
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch",
@@ -50,9 +50,10 @@ def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env
         "--mixed_precision", "no",
         "--main_process_port", str(29500 + os.getpid() % 1000),
     ]
-    if config == "multi_gpu":
-        cmd += ["--use_cpu", "true"]
     cmd += [str(script), *map(str, args)]
+    if config == "multi_gpu":
+        # DDP on CPU: the *training* argument use_cpu (accelerate's own --cpu would start a single process).
+        cmd += ["--use_cpu", "true"]
     full_env = {**os.environ, **OFFLINE_ENV, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
     if proc.returncode != 0:

@@ -89,7 +89,7 @@ def _generate_vllm(model_path, tokenizer, prompts, num_samples, temperature, max
 
 def score(completions: list[list[str]], answers: list[str]) -> dict:
     """Accuracy table from per-problem completion lists (the first completion is the 'greedy'/mean@1 one)."""
-    from trl_ext.rewards.gsm8k import extract_answer, is_correct
+    from trl_ext.rewards.gsm8k import extract_answer, is_correct, normalize_number
 
     n = len(answers)
     k = len(completions[0]) if completions else 0
@@ -105,7 +105,7 @@ def score(completions: list[list[str]], answers: list[str]) -> dict:
             entry[f"pass@{k}"] = sum(any(c) for c in correct) / n
             majority = 0
             for comps, gold in zip(completions, answers):
-                votes = Counter(a for a in (extract_answer(c, mode=mode) for c in comps) if a is not None)
+                votes = Counter(a for a in (normalize_number(extract_answer(c, mode=mode)) for c in comps) if a is not None)
                 if votes and is_correct(f"#### {votes.most_common(1)[0][0]}", gold, mode="strict"):
                     majority += 1
             entry[f"maj@{k}"] = majority / n

@@ -1,0 +1,119 @@
+"""DAPO dynamic sampling: the group filter, refill-round sizing and batch re-assembly, as pure tensor functions.
+
+DAPO (Yu et al. 2025, arXiv 2503.14476, eq. 11) trains only on prompt groups whose rewards are not all equal:
+
+    0 < |{o_i : is_equivalent(a, o_i)}| < G
+
+because a group whose G completions all score the same has zero advantage everywhere and contributes no gradient,
+only noise in the token-mean normaliser. Filtered groups are replaced by drawing more prompts and generating again.
+
+Layout conventions: a batch holds ``N = num_groups * G`` rows, the G completions of a group in consecutive rows
+(the order of TRL's ``RepeatSampler``). Nothing here knows about processes or configs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def select_groups(rewards: torch.Tensor, group_size: int) -> torch.BoolTensor:
+    """One flag per group: True when the group's rewards are not all equal (the group carries a learning signal).
+
+    Args:
+        rewards: ``(N,)`` or ``(N, K)`` rewards, ``N = num_groups * group_size``; with K columns (several reward
+            functions) a group is kept when any column varies inside it. NaN ("unscorable") counts as a value of
+            its own: a group of only NaNs is all equal, a NaN beside a number makes the group varied.
+        group_size: G, completions per prompt.
+
+    Returns:
+        ``(num_groups,)`` bool tensor.
+    """
+    if rewards.dim() == 1:
+        rewards = rewards.unsqueeze(1)
+    n, k = rewards.shape
+    if group_size < 1 or n % group_size != 0:
+        raise ValueError(f"{n} rows cannot be split into groups of {group_size}")
+    grouped = rewards.reshape(n // group_size, group_size, k)
+    nan = torch.isnan(grouped)
+    # Replace NaN by a value no reward takes, so "NaN vs number" differs and "NaN vs NaN" does not.
+    finite_max = torch.nan_to_num(grouped, nan=0.0).abs().amax() if n else torch.tensor(0.0)
+    filled = torch.where(nan, -(finite_max + 1.0), grouped)
+    varied = (filled.amax(dim=1) - filled.amin(dim=1)) > 0  # (num_groups, K)
+    return varied.any(dim=1)
+
+
+def group_granularity(group_size: int, num_processes: int) -> int:
+    """Smallest number of groups whose rows split evenly over ``num_processes`` (every rank must generate the same
+    number of rows, or the gathers inside generation would not match): ``W / gcd(G, W)``."""
+    return num_processes // math.gcd(group_size, num_processes)
+
+
+def plan_refill(missing_groups: int, keep_rate: float, granularity: int, max_groups: int) -> int:
+    """Number of groups to generate in the next refill round.
+
+    verl generates a full batch per round and throws away what it does not need. Here a round is sized to what is
+    still missing given the keep rate measured so far, ``ceil(missing / keep_rate)``, rounded up to the process
+    granularity and capped at ``max_groups`` (one generation batch, the memory the user sized the run for). With no
+    estimate yet (``keep_rate <= 0``) the round is a full batch.
+    """
+    if missing_groups <= 0:
+        return 0
+    wanted = max_groups if keep_rate <= 0 else math.ceil(missing_groups / keep_rate - 1e-9)
+    wanted = min(max(wanted, 1), max_groups)
+    # max_groups (one generation batch) is itself a multiple of the granularity, so rounding up never exceeds it.
+    return math.ceil(wanted / granularity) * granularity
+
+
+def choose_groups(kept: torch.BoolTensor, target: int, fill: bool) -> tuple[torch.LongTensor, int]:
+    """Indices of the groups to train on, in generation order, and how many zero-std groups filled the batch.
+
+    The first ``target`` kept groups are used (surplus kept groups are dropped). If fewer than ``target`` were kept
+    and ``fill`` is set, the batch is completed with the earliest filtered (all-equal) groups.
+    """
+    kept_idx = torch.nonzero(kept, as_tuple=False).flatten()
+    if kept_idx.numel() >= target or not fill:
+        return kept_idx[:target], 0
+    missing = target - kept_idx.numel()
+    filler = torch.nonzero(~kept, as_tuple=False).flatten()[:missing]
+    if filler.numel() < missing:
+        raise ValueError(f"only {kept.numel()} groups were generated, {target} are needed")
+    return torch.sort(torch.cat([kept_idx, filler])).values, missing
+
+
+def rows_of_groups(groups: torch.LongTensor, group_size: int) -> torch.LongTensor:
+    """Row indices of the given groups: group g owns rows ``g*G .. g*G+G-1``."""
+    return (groups.unsqueeze(1) * group_size + torch.arange(group_size, device=groups.device)).flatten()
+
+
+def pad_to_width(tensor: torch.Tensor, width: int, value: float, side: str) -> torch.Tensor:
+    """Pad dim 1 of a ``(B, T, ...)`` tensor to ``width`` with ``value`` on the ``"left"`` or ``"right"``."""
+    extra = width - tensor.size(1)
+    if extra < 0:
+        raise ValueError(f"cannot pad width {tensor.size(1)} down to {width}")
+    if extra == 0:
+        return tensor
+    pad = tensor.new_full((tensor.size(0), extra, *tensor.shape[2:]), value)
+    return torch.cat([pad, tensor] if side == "left" else [tensor, pad], dim=1)
+
+
+def concat_padded(tensors: list[torch.Tensor], value: float, side: str) -> torch.Tensor:
+    """Concatenate ``(B_i, T_i)`` tensors along dim 0 after padding them to a common width."""
+    if tensors[0].dim() < 2:
+        return torch.cat(tensors)
+    width = max(t.size(1) for t in tensors)
+    return torch.cat([pad_to_width(t, width, value, side) for t in tensors])
+
+
+def trim_padding(tensor: torch.Tensor, mask: torch.Tensor, side: str) -> torch.Tensor:
+    """Drop columns that are padding in every row (``mask`` 0), from the ``side`` where padding sits.
+
+    After selecting rows from several rounds the batch may be wider than its longest row; trimming keeps the
+    training forward pass as cheap as TRL's own batches.
+    """
+    used = mask.bool().any(dim=0)
+    if not used.any():
+        return tensor[:, :1] if side == "right" else tensor[:, -1:]
+    idx = torch.nonzero(used).flatten()
+    return tensor[:, : int(idx[-1]) + 1] if side == "right" else tensor[:, int(idx[0]) :]

@@ -1,0 +1,216 @@
+"""DAPOTrainer: TRL's GRPOTrainer plus DAPO's dynamic sampling and overlong reward shaping.
+
+Decoupled clip, token-level loss and overlong filtering are GRPOTrainer options that DAPOConfig only presets. What
+this class adds wraps ``GRPOTrainer._generate_and_score_completions`` without copying it:
+
+1. generate and score the generation batch with the upstream method (one *round*);
+2. gather the round's output from all processes and flag the prompt groups whose filter rewards vary
+   (``trl_ext.core.dynamic_sampling.select_groups`` on the gathered rewards, identical on every rank);
+3. while fewer groups are kept than the batch holds and rounds remain, draw fresh prompts from the training set
+   (a stream seeded by ``(seed, global_step, round)``, the same on every rank and reproducible after a resume)
+   and run another round, sized to what is still missing at the keep rate measured so far;
+4. take the first kept groups (or fill with zero-std groups on exhaustion), and hand every rank its slice, with
+   ``num_items_in_batch`` recomputed over the kept tokens.
+
+Every branch depends only on gathered data, so all ranks run the same number of rounds and the collectives inside
+generation (gathers, ZeRO-3 parameter gathering, vLLM weight sync) always match: no rank can wait alone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from accelerate.utils import gather
+from trl import GRPOTrainer
+
+from trl_ext.core.dynamic_sampling import (
+    choose_groups,
+    concat_padded,
+    group_granularity,
+    pad_to_width,
+    plan_refill,
+    rows_of_groups,
+    select_groups,
+    trim_padding,
+)
+from trl_ext.rewards.gsm8k import make_overlong_reward
+from trl_ext.trainers.dapo_config import DAPOConfig
+
+logger = logging.getLogger(__name__)
+
+# How each tensor of GRPOTrainer's rollout output is padded: (padding side, pad value); None = per-row (B,) tensor.
+# An unknown key fails loudly instead of being re-assembled wrongly after an upstream change.
+_PADDING = {
+    "prompt_ids": ("left", "pad"),
+    "prompt_mask": ("left", 0),
+    "completion_ids": ("right", "pad"),
+    "completion_mask": ("right", 0),
+    "tool_mask": ("right", 1),
+    "old_per_token_logps": ("right", 0.0),
+    "ref_per_token_logps": ("right", 0.0),
+    "sampling_per_token_logps": ("right", 0.0),
+    "importance_sampling_ratio": ("right", 0.0),
+    "advantages": None,
+}
+OVERLONG_REWARD_NAME = "overlong_reward"
+
+
+class DAPOTrainer(GRPOTrainer):
+    """GRPOTrainer with DAPO's dynamic sampling and overlong shaping; takes GRPOTrainer's arguments and a DAPOConfig.
+
+    Example::
+
+        from trl_ext import DAPOConfig, DAPOTrainer
+        from trl_ext.rewards import accuracy_reward
+        trainer = DAPOTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", reward_funcs=[accuracy_reward],
+                              args=DAPOConfig(output_dir="out", num_generations=8), train_dataset=dataset)
+        trainer.train()
+    """
+
+    _tag_names = ["trl", "trl-ext", "dapo"]
+
+    def __init__(self, model, reward_funcs, args: DAPOConfig | None = None, **kwargs):
+        if args is None:
+            args = DAPOConfig(output_dir="dapo-output")
+        if not isinstance(args, DAPOConfig):
+            raise TypeError(f"DAPOTrainer needs a DAPOConfig, got {type(args).__name__}")
+        reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        if args.overlong_buffer_len > 0:
+            reward_funcs.append(
+                make_overlong_reward(args.max_completion_length, args.overlong_buffer_len, args.overlong_penalty_factor)
+            )
+            if args.reward_weights is not None and len(args.reward_weights) == len(reward_funcs) - 1:
+                args.reward_weights = [*args.reward_weights, 1.0]  # the penalty factor already sets its scale
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+
+        names = list(self.reward_func_names)
+        wanted = args.dynamic_sampling_reward_funcs or [n for n in names if n != OVERLONG_REWARD_NAME] or names
+        unknown = sorted(set(wanted) - set(names))
+        if unknown:
+            raise ValueError(f"dynamic_sampling_reward_funcs names {unknown}, but the reward functions are {names}")
+        self._filter_columns = [names.index(n) for n in wanted]
+        self._gathered_rewards = None
+
+    # Upstream computes and gathers the rewards inside the rollout; keep the gathered copy for the group filter.
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._gathered_rewards = rewards_per_func
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        if not (self.model.training and self.args.dynamic_sampling):
+            return super()._generate_and_score_completions(inputs)
+        if any(k in inputs[0] for k in ("image", "images")):
+            raise NotImplementedError("DAPOTrainer's dynamic sampling does not support image inputs yet")
+
+        group_size = self.num_generations
+        world = self.accelerator.num_processes
+        rows_local = len(inputs)
+        target = rows_local * world // group_size  # groups in one generation batch
+        granularity = group_granularity(group_size, world)
+        max_rounds = self.args.dynamic_sampling_max_rounds
+
+        outputs, flags = [], []
+        generated, kept, rounds = 0, 0, 0
+        round_inputs = inputs
+        while True:
+            rounds += 1
+            out = super()._generate_and_score_completions(round_inputs)
+            outputs.append(self._gather_output(out))
+            round_flags = select_groups(self._gathered_rewards[:, self._filter_columns].cpu(), group_size)
+            flags.append(round_flags)
+            generated += round_flags.numel()
+            kept += int(round_flags.sum())
+            if kept >= target or (max_rounds > 0 and rounds >= max_rounds):
+                break
+            n_groups = plan_refill(target - kept, kept / generated, granularity, target)
+            round_inputs = self._refill_inputs(n_groups, rounds)
+
+        all_flags = torch.cat(flags)
+        fill = self.args.dynamic_sampling_on_exhaustion == "fill"
+        if kept < target and not fill:
+            raise RuntimeError(
+                f"dynamic sampling kept {kept} of the {target} prompt groups a batch needs after {rounds} rounds "
+                f"({generated} groups generated, keep rate {kept / generated:.3f}). Raise "
+                "dynamic_sampling_max_rounds, set dynamic_sampling_on_exhaustion='fill', or make the task less "
+                "one-sided (every group all-correct or all-wrong)."
+            )
+        groups, filled = choose_groups(all_flags, target, fill)
+        if filled and self.accelerator.is_main_process:
+            logger.warning(
+                "dynamic sampling: %d rounds kept %d of %d groups; filled the batch with %d zero-std groups",
+                rounds, kept, target, filled,
+            )  # fmt: skip
+        batch = self._assemble(outputs, rows_of_groups(groups, group_size).to(self.accelerator.device), rows_local)
+
+        metrics = self._metrics["train"]
+        metrics["dapo/generation_rounds"].append(float(rounds))
+        metrics["dapo/kept_group_frac"].append(kept / generated)
+        metrics["dapo/filled_zero_std_groups"].append(float(filled))
+        metrics["dapo/generated_groups_per_trained_group"].append(generated / target)
+        return batch
+
+    def _refill_inputs(self, num_groups: int, round_index: int) -> list[dict]:
+        """This rank's rows of a refill round: ``num_groups`` fresh prompts, each repeated ``num_generations`` times.
+
+        The prompts come from a generator seeded by (seed, global step, round): identical on every rank, and the
+        same again when a run resumes from a checkpoint at this step.
+        """
+        generator = torch.Generator().manual_seed(
+            (self.args.seed * 1_000_003 + self.state.global_step * 1_009 + round_index) % (2**63)
+        )
+        dataset = self.train_dataset
+        picks = torch.randint(len(dataset), (num_groups,), generator=generator).tolist()
+        rows = [dataset[i] for i in picks for _ in range(self.num_generations)]
+        per_rank = len(rows) // self.accelerator.num_processes
+        start = self.accelerator.process_index * per_rank
+        return rows[start : start + per_rank]
+
+    def _gather_output(self, out: dict) -> dict:
+        """All processes' rows of one round's rollout output, padded to a common width (same on every rank)."""
+        unknown = sorted(set(out) - set(_PADDING) - {"num_items_in_batch"})
+        if unknown:
+            raise NotImplementedError(
+                f"DAPOTrainer cannot re-assemble rollout fields {unknown} (new in this TRL version?); "
+                "set dynamic_sampling=False or pin trl to the tested version"
+            )
+        pad_id = self._tokenizer.pad_token_id
+        gathered = {}
+        for key, spec in _PADDING.items():
+            if key not in out:
+                continue
+            tensor = out[key]
+            if spec is not None and tensor.dim() >= 2:
+                side, value = spec
+                value = pad_id if value == "pad" else value
+                # Widths differ between ranks; pad to the widest before the gather.
+                width = int(gather(torch.tensor([tensor.size(1)], device=tensor.device)).max())
+                tensor = pad_to_width(tensor, width, value, side)
+            gathered[key] = gather(tensor)
+        return gathered
+
+    def _assemble(self, outputs: list[dict], rows: torch.LongTensor, rows_local: int) -> dict:
+        """Select ``rows`` from the concatenated rounds and return this rank's slice as a rollout output dict."""
+        pad_id = self._tokenizer.pad_token_id
+        start = self.accelerator.process_index * rows_local
+        local_rows = rows[start : start + rows_local]
+        batch = {}
+        for key, spec in _PADDING.items():
+            if key not in outputs[0]:
+                continue
+            side, value = spec if spec is not None else ("right", 0)
+            value = pad_id if value == "pad" else value
+            batch[key] = concat_padded([o[key] for o in outputs], value, side)
+        loss_mask = batch["completion_mask"] * batch.get("tool_mask", 1)
+        num_items_in_batch = loss_mask[rows].sum()  # over the whole kept batch, as upstream's gathered sum
+        batch = {key: tensor[local_rows] for key, tensor in batch.items()}
+        # Rows from different rounds may leave columns that are padding everywhere in this slice: drop them.
+        masks = {"left": batch["prompt_mask"], "right": batch["completion_mask"]}
+        for key, spec in _PADDING.items():
+            if spec is not None and key in batch and batch[key].dim() >= 2:
+                mask = masks[spec[0]]
+                if batch[key].size(1) == mask.size(1):  # (B, 1) sequence-level ratios stay as they are
+                    batch[key] = trim_padding(batch[key], mask, spec[0])
+        batch["num_items_in_batch"] = num_items_in_batch
+        return batch
