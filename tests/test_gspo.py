@@ -357,4 +357,5 @@ def test_deepspeed_zero3_two_processes(tiny_model_path, tmp_path):
         fields = dict(kv.split("=") for kv in line.split()[1:])
         assert fields["world_size"] == "2" and fields["deepspeed"] == "True" and fields["zero_stage"] == "3"
         assert fields["steps"] == "2" and math.isfinite(float(fields["loss"]))
+        assert fields["token_calls"] == "1"  # the second step went through the GSPO-token path
     assert sorted(dict(kv.split("=") for kv in line.split()[1:])["rank"] for line in lines) == ["0", "1"]

@@ -1,6 +1,8 @@
 """Two optimizer steps of GSPOTrainer under `accelerate launch` (used by tests/test_gspo.py with DeepSpeed ZeRO-3).
 
-Prints one line per rank: ``GSPO_WORKER rank=R world_size=W deepspeed=B zero_stage=Z steps=N loss=L``.
+The first optimizer step uses per-sequence advantages (TRL's sequence path); the second gets the same advantages
+expanded to (B, T), so it runs GSPOTrainer's GSPO-token path (including its cross-rank clip-fraction reduction).
+Prints one line per rank: ``GSPO_WORKER rank=R world_size=W deepspeed=B zero_stage=Z steps=N loss=L token_calls=K``.
 """
 
 import argparse
@@ -42,7 +44,20 @@ def main():
         report_to="none",
         save_strategy="no",
     )
-    trainer = GSPOTrainer(
+
+    class Worker(GSPOTrainer):
+        token_calls = 0
+
+        def _compute_loss(self, model, inputs):
+            if self._step % 2 == 1:  # second micro-step (= second optimizer step here): per-token advantages
+                inputs = {
+                    **inputs,
+                    "advantages": inputs["advantages"].unsqueeze(-1).expand_as(inputs["completion_mask"]),
+                }
+                self.token_calls += 1
+            return super()._compute_loss(model, inputs)
+
+    trainer = Worker(
         model=args.model,
         reward_funcs=length_reward,
         args=config,
@@ -55,11 +70,14 @@ def main():
     assert world_size == 2, f"expected 2 processes, trainer sees {world_size}"
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses), losses
+    assert trainer.token_calls == 1, trainer.token_calls
+    clip = [h["clip_ratio/region_mean"] for h in trainer.state.log_history if "clip_ratio/region_mean" in h]
+    assert len(clip) == 2 and all(0.0 <= v <= 1.0 for v in clip), clip
     zero_stage = trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None
     print(
         f"GSPO_WORKER rank={trainer.accelerator.process_index} world_size={world_size} "
         f"deepspeed={trainer.is_deepspeed_enabled} zero_stage={zero_stage} steps={trainer.state.global_step} "
-        f"loss={losses[-1]:.6g}",
+        f"loss={losses[-1]:.6g} token_calls={trainer.token_calls}",
         flush=True,
     )
 
