@@ -38,7 +38,8 @@ def length_reward(completions, **kwargs):
     return [len(c[0]["content"] if isinstance(c, list) else c) / 100 for c in completions]
 
 
-def tiny_dapo_config(output_dir, **overrides):
+def tiny_dapo_config(output_dir, config_class=None, **overrides):
+    """Small, fast settings for the tiny model; ``config_class`` defaults to DAPOConfig."""
     from trl_ext import DAPOConfig
 
     kwargs = dict(
@@ -58,4 +59,4 @@ def tiny_dapo_config(output_dir, **overrides):
         disable_tqdm=True,
     )
     kwargs.update(overrides)
-    return DAPOConfig(**kwargs)
+    return (config_class or DAPOConfig)(**kwargs)

@@ -6,10 +6,11 @@
 * ``warm_start()``: SFT of that model with TRL's ``SFTTrainer`` on the synthetic train split, cached on disk under a
   key derived from its config, so RL starts from a model with partial competence.
 
-The warm start's SFT data ends half of its solutions with ``#### N`` (what the prompt asks for) and half with
-``The answer is N.``: the SFT'd model often answers correctly in the wrong format, and RL on the strict reward can
-move probability towards the requested format. Gains on this testbed are therefore mostly *format alignment*;
-the evaluator reports flexible accuracy (last number) beside strict accuracy so that the nature of a gain is visible.
+The warm start's SFT data ends the solutions of half of the characters (a spurious feature: the name in the
+question) with ``The answer is N.`` instead of ``#### N`` (what the prompt asks for). The SFT'd model then often
+answers correctly in the wrong format, and RL on the strict reward can move probability towards the requested
+format for every question. Gains on this testbed are therefore mostly *format alignment*; the evaluator reports
+flexible accuracy (last number) beside strict accuracy so that the nature of a gain is visible.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ALT_ENDING = "The answer is {answer}."
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def default_cache_dir() -> Path:
@@ -131,7 +132,7 @@ class WarmStartConfig:
     max_steps: int = 400
     batch_size: int = 64
     learning_rate: float = 3e-3
-    # Share of SFT solutions that end with "The answer is N." instead of "#### N" (see the module docstring).
+    # Share of the characters (names) whose SFT solutions end "The answer is N." instead of "#### N".
     alt_format_fraction: float = 0.5
     hidden_size: int = 128
     num_layers: int = 4
@@ -150,12 +151,16 @@ def sft_dataset(cfg: WarmStartConfig):
 
     from trl_ext.data.gsm8k import load_gsm8k
 
+    from trl_ext.data.synthetic import NAMES
+
     ds = load_gsm8k("synthetic", "train", num_examples=cfg.num_train_examples, seed=cfg.seed)
-    rng = random.Random(cfg.seed)
+    names = list(NAMES)
+    random.Random(cfg.seed).shuffle(names)
+    alt_names = set(names[: round(cfg.alt_format_fraction * len(names))])
 
     def completion(row):
         solution = row["solution"]
-        if rng.random() < cfg.alt_format_fraction:
+        if row["question"].split(" ", 1)[0] in alt_names:
             lines = solution.split("\n")[:-1]
             solution = "\n".join(lines + [ALT_ENDING.format(answer=row["answer"])])
         return {"completion": [{"role": "assistant", "content": solution}]}
