@@ -4,7 +4,8 @@ Both trainers get the same GSPOConfig (importance_sampling_level="sequence", los
 rollout batch), so the only difference is GSPOTrainer's code path. The two are measured side by side in one process,
 interleaved one optimizer step at a time (order alternating, same seed for both at each rollout, so both generate the
 same completions and compute the same losses); the unit compared is one rollout batch (generation + 4 updates), and
-the medians of the per-step wall and CPU times are compared. A second, smaller measurement times the loss
+the headline ratio is the median over rollouts of the per-rollout ratio (pairing cancels load drift on a shared
+machine; run with --control for the noise level). A second, smaller measurement times the loss
 (forward + backward) with per-token advantages: GSPOTrainer's GSPO-token path vs TRL's stock sequence path.
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/bench_gspo.py [--repeats 15] [--threads 1]
@@ -124,8 +125,9 @@ def main(argv=None):
         med, paired = ratios(times)
         print(
             f"{label} time per optimizer step (median): GRPOTrainer {med['GRPOTrainer'] * 1000:.1f} ms, "
-            f"GSPOTrainer {med['GSPOTrainer'] * 1000:.1f} ms; step-time ratio GSPOTrainer / GRPOTrainer: "
-            f"{med['GSPOTrainer'] / med['GRPOTrainer']:.3f} (median of paired ratios {paired:.3f})"
+            f"GSPOTrainer {med['GSPOTrainer'] * 1000:.1f} ms; step-time ratio GSPOTrainer / GRPOTrainer "
+            f"(median over rollouts of the paired ratio): {paired:.3f} (ratio of medians "
+            f"{med['GSPOTrainer'] / med['GRPOTrainer']:.3f})"
         )
 
     # Loss forward + backward with per-token (B, T) advantages: GSPO-token path vs TRL's stock path.
