@@ -1,0 +1,60 @@
+"""Shared code of the recipes in ``recipes/``: arguments, YAML configs with inheritance, hardware adaptation,
+model/PEFT loading, evaluation before and after training, the final summary, and on-policy DPO pairs.
+
+A recipe script is short::
+
+    from trl_ext.recipe import prepare_environment
+    prepare_environment()  # before deepspeed/trl are imported: DS_ACCELERATOR=cpu etc. on a machine without CUDA
+
+    from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser
+    from trl_ext.recipe import RecipeRun, RLScriptArguments, parse_recipe_args
+
+    script_args, training_args, model_args = parse_recipe_args(
+        TrlParser((RLScriptArguments, GRPOConfig, ModelConfig)), default_config="recipes/configs/embedded/grpo.yaml")
+    run = RecipeRun("grpo", script_args, training_args, model_args)
+    trainer = GRPOTrainer(model=run.model_path, reward_funcs=run.reward_funcs, args=training_args,
+                          train_dataset=run.train_dataset(), processing_class=run.tokenizer, peft_config=run.peft_config)
+    run.train_and_evaluate(trainer)
+
+Importing this package imports neither torch, deepspeed nor trl; ``RecipeRun`` and the DPO pair builder are loaded
+on first access.
+"""
+
+from importlib import import_module
+
+from trl_ext.recipe.args import (
+    REWARD_FUNCS,
+    DPOScriptArguments,
+    RecipeScriptArguments,
+    RLScriptArguments,
+    get_reward_funcs,
+)
+from trl_ext.recipe.config import RecipeConfigError, load_recipe_yaml, parse_recipe_args
+from trl_ext.recipe.hardware import prepare_environment
+
+_LAZY = {
+    "RecipeRun": "trl_ext.recipe.run",
+    "build_onpolicy_pairs": "trl_ext.recipe.dpo_pairs",
+    "onpolicy_pairs": "trl_ext.recipe.dpo_pairs",
+}
+
+__all__ = [
+    "REWARD_FUNCS",
+    "DPOScriptArguments",
+    "RLScriptArguments",
+    "RecipeConfigError",
+    "RecipeScriptArguments",
+    "get_reward_funcs",
+    "load_recipe_yaml",
+    "parse_recipe_args",
+    "prepare_environment",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trl_ext.recipe' has no attribute {name!r}")

@@ -1,0 +1,127 @@
+"""Recipe YAML files with inheritance, checked against the recipe's dataclasses, handed to ``TrlParser``.
+
+A recipe YAML is a flat mapping of field names of the recipe's dataclasses (script arguments, the trainer config,
+``ModelConfig``), plus two reserved keys:
+
+* ``base: <path>`` (relative to the YAML's own directory): load that file first, then apply this one on top;
+  chains are allowed, cycles are an error. Mappings (``model_init_kwargs``, ``env``...) are merged key by key.
+* ``env: {NAME: value}``: environment variables to set (as ``TrlParser`` does).
+
+Unknown keys fail with the key and the file that set it. The command line overrides the YAML: TRL's
+``--config <file>`` convention, but the merged YAML values are set as parser defaults by this module (TrlParser's
+own ``--config`` reading knows no ``base``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from pathlib import Path
+
+from trl_ext.recipe.hardware import hardware_overrides, log
+
+RESERVED = ("base", "env")
+# What the last parse_recipe_args() call used, for the run summary.
+LAST_PARSE: dict = {}
+
+
+class RecipeConfigError(ValueError):
+    """A recipe YAML is malformed or sets a key that none of the recipe's dataclasses has."""
+
+
+def _read(path: Path) -> dict:
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise RecipeConfigError(f"recipe config {path} does not exist") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecipeConfigError(f"recipe config {path} must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_recipe_yaml(path, _stack: tuple = ()) -> tuple[dict, dict]:
+    """Merge ``path`` over its ``base`` chain. Returns ``(values, sources)``: sources maps each key to the file that
+    set it last. ``env`` is returned as a merged mapping under the key ``env``."""
+    path = Path(path).resolve()
+    if path in _stack:
+        chain = " -> ".join(str(p) for p in (*_stack, path))
+        raise RecipeConfigError(f"recipe config inheritance cycle: {chain}")
+    data = _read(path)
+    values: dict = {}
+    sources: dict = {}
+    base = data.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise RecipeConfigError(f"{path}: 'base' must be a path string, got {base!r}")
+        values, sources = load_recipe_yaml(path.parent / base, (*_stack, path))
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            value = {**values[key], **value}
+        values[key] = value
+        sources[key] = str(path)
+    return values, sources
+
+
+def _field_names(dataclass_types) -> dict[str, str]:
+    return {f.name: dc.__name__ for dc in dataclass_types for f in dataclasses.fields(dc)}
+
+
+def check_keys(values: dict, sources: dict, dataclass_types) -> None:
+    """Raise ``RecipeConfigError`` for keys that are no field of the recipe's dataclasses."""
+    fields = _field_names(dataclass_types)
+    names = ", ".join(dc.__name__ for dc in dataclass_types)
+    for key in values:
+        if key in RESERVED or key in fields:
+            continue
+        close = difflib.get_close_matches(key, list(fields), n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise RecipeConfigError(
+            f"unknown key {key!r} in recipe config {sources.get(key, '?')}: it is not a field of {names}{hint}"
+        )
+
+
+def parse_recipe_args(parser, default_config=None, args=None):
+    """Parse ``--config <yaml>`` (with ``base`` inheritance) and the command line into the parser's dataclasses.
+
+    ``parser`` is a ``trl.TrlParser`` (or ``HfArgumentParser``) built from the recipe's dataclasses. Without
+    ``--config`` the recipe's ``default_config`` is used (the embedded CPU testbed). Hardware settings are applied to
+    the merged values (see ``trl_ext.recipe.hardware``) and reported in one log line.
+    """
+    args = list(sys.argv[1:] if args is None else args)
+    config_path = default_config
+    if "--config" in args:
+        i = args.index("--config")
+        if i + 1 >= len(args):
+            raise RecipeConfigError("--config needs a path")
+        config_path = args[i + 1]
+        del args[i : i + 2]
+    values, sources = ({}, {}) if config_path is None else load_recipe_yaml(config_path)
+    dataclass_types = list(parser.dataclass_types)
+    check_keys(values, sources, dataclass_types)
+    env = values.pop("env", None) or {}
+    if not isinstance(env, dict):
+        raise RecipeConfigError(f"'env' in {sources.get('env')} must be a mapping")
+    for key, value in env.items():
+        os.environ[str(key)] = str(value)
+    values.pop("base", None)
+    values, hardware_line = hardware_overrides(values, set(_field_names(dataclass_types)))
+    log(hardware_line)
+    remaining = parser.set_defaults_with_config(**values)
+    if remaining:  # check_keys makes this unreachable; kept as a guard against parser changes
+        raise RecipeConfigError(f"recipe config {config_path}: keys not consumed by the parser: {remaining}")
+    outputs = parser.parse_args_into_dataclasses(args=args)
+    LAST_PARSE.clear()
+    LAST_PARSE.update(
+        config=None if config_path is None else str(config_path),
+        config_files=sorted(set(sources.values())),
+        hardware=hardware_line,
+        argv=args,
+    )
+    return tuple(outputs)

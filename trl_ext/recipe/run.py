@@ -1,0 +1,312 @@
+"""``RecipeRun``: what every recipe does around its trainer.
+
+* the start model: ``ModelConfig.model_name_or_path``, or the embedded SFT warm start when it is unset; dtype,
+  revision and attention implementation go to the trainer through ``model_init_kwargs``; LoRA through
+  ``get_peft_config`` and k-bit loading through ``get_quantization_config``;
+* the GSM8K training split and the reward functions named in the script arguments;
+* ``train_and_evaluate(trainer)``: evaluation of the start model on the held-out split (main process; the other
+  ranks wait at a barrier), training, ``trainer.save_model(output_dir)`` (a full, loadable model also under ZeRO-3;
+  LoRA adapters are merged into ``output_dir/merged`` for the evaluation), evaluation of the trained model, and the
+  summary: printed, written to ``output_dir/summary.json``, and one ``RECIPE_RESULT {json}`` line per rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
+from trl_ext.recipe.config import LAST_PARSE
+from trl_ext.recipe.hardware import log
+
+EMBEDDED_MODEL_NAMES = (None, "", "embedded", "warm_start")
+
+
+@contextlib.contextmanager
+def zero3_init_disabled():
+    """Let ``from_pretrained`` build an ordinary (unpartitioned) model while ZeRO-3 training arguments exist.
+
+    Under ZeRO-3 with ``zero3_init_flag`` transformers partitions every model it loads across the ranks; a model
+    loaded by the main process alone (for evaluation) would then wait for ranks that never join.
+    """
+    import transformers.integrations.deepspeed as hf_ds
+
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
+
+
+def _safetensors_index(model_dir: Path) -> dict[str, Path]:
+    from safetensors import safe_open
+
+    index = {}
+    for file in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                index[key] = file
+    return index
+
+
+def parameter_change(start_dir, final_dir) -> dict | None:
+    """Compare two saved checkpoints tensor by tensor (one tensor in memory at a time)."""
+    from safetensors import safe_open
+
+    start_dir, final_dir = Path(start_dir), Path(final_dir)
+    if not start_dir.is_dir() or not final_dir.is_dir():
+        return None
+    a, b = _safetensors_index(start_dir), _safetensors_index(final_dir)
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    changed, max_diff = 0, 0.0
+    for key in common:
+        with safe_open(str(a[key]), framework="pt") as fa, safe_open(str(b[key]), framework="pt") as fb:
+            ta, tb = fa.get_tensor(key).float(), fb.get_tensor(key).float()
+        if ta.shape != tb.shape:
+            changed += 1
+            continue
+        diff = float((ta - tb).abs().max()) if ta.numel() else 0.0
+        changed += diff > 0
+        max_diff = max(max_diff, diff)
+    return {"tensors_compared": len(common), "tensors_changed": int(changed), "max_abs_diff": max_diff,
+            "only_in_start": len(set(a) - set(b)), "only_in_final": len(set(b) - set(a))}
+
+
+def _eval_view(summary: dict | None) -> dict | None:
+    if summary is None:
+        return None
+    keep = ("strict", "flexible", "format_rate", "mean_completion_tokens", "num_problems", "protocol", "model")
+    return {k: summary[k] for k in keep if k in summary}
+
+
+def format_run_summary(s: dict) -> str:
+    lines = [
+        f"=== {s['algo']} recipe: {s['global_step']} optimizer steps on {s['world_size']} process(es), "
+        f"train wall time {s['train_seconds']:.1f} s ===",
+        f"start model: {s['model']}",
+        f"final model: {s['final_model']}",
+    ]
+    for tag in ("before", "after"):
+        e = s.get(tag)
+        if e is None:
+            lines.append(f"{tag:6s}: (not evaluated)")
+            continue
+        parts = [
+            f"{mode} {100 * e[mode]['accuracy']:5.1f}% (95% CI {100 * e[mode]['ci95'][0]:.1f}-{100 * e[mode]['ci95'][1]:.1f})"
+            for mode in ("strict", "flexible")
+        ]
+        lines.append(f"{tag:6s}: " + "  ".join(parts) + f"  format {100 * e['format_rate']:.1f}%")
+    gain = s.get("gain_points")
+    if gain:
+        lines.append(f"gain  : strict {gain['strict']:+.1f} points, flexible {gain['flexible']:+.1f} points "
+                     f"({s['eval']['num_problems']} held-out problems, {s['eval']['protocol']})")
+    lines.append(f"summary: {s['summary_path']}")
+    return "\n".join(lines)
+
+
+class RecipeRun:
+    """State shared by a recipe's steps; see the module docstring."""
+
+    def __init__(self, algo: str, script_args, training_args, model_args):
+        self.algo = algo
+        self.script_args = script_args
+        self.training_args = training_args
+        self.model_args = model_args
+        self.extra: dict = {}
+        if model_args.model_name_or_path in EMBEDDED_MODEL_NAMES:
+            from trl_ext.models.tiny import warm_start
+
+            model_args.model_name_or_path = str(warm_start())
+            log(f"model: the embedded SFT warm start {model_args.model_name_or_path}")
+        self.model_path = model_args.model_name_or_path
+        init_kwargs = dict(training_args.model_init_kwargs or {})
+        for key, value in (
+            ("dtype", model_args.dtype),
+            ("revision", model_args.model_revision),
+            ("attn_implementation", model_args.attn_implementation),
+        ):
+            if value is not None:
+                init_kwargs.setdefault(key, value)
+        training_args.model_init_kwargs = init_kwargs
+        self._tokenizer = None
+
+    # -- model pieces -------------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(self.model_path, revision=self.model_args.model_revision)
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            self._tokenizer = tok
+        return self._tokenizer
+
+    @property
+    def peft_config(self):
+        from trl import get_peft_config
+
+        return get_peft_config(self.model_args)
+
+    @property
+    def quantization_config(self):
+        from trl import get_quantization_config
+
+        return get_quantization_config(self.model_args)
+
+    @property
+    def reward_funcs(self) -> list:
+        if not isinstance(self.script_args, RLScriptArguments):
+            raise TypeError(f"{self.algo}: reward functions need RLScriptArguments")
+        return get_reward_funcs(self.script_args.reward_funcs, self.script_args, self.training_args)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def train_dataset(self):
+        from trl_ext.data.gsm8k import SYNTHETIC, load_gsm8k
+
+        s = self.script_args
+        n = s.num_train_examples
+        return load_gsm8k(
+            s.dataset_source,
+            s.dataset_train_split,
+            num_examples=n,
+            limit=None if s.dataset_source == SYNTHETIC else n,
+            **s.dataset_kwargs(),
+        )
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def evaluate(self, model_path, tag: str) -> dict:
+        """Held-out evaluation of a saved model (call on the main process only)."""
+        from trl_ext.eval import evaluate_path, format_summary
+
+        s = self.script_args
+        with zero3_init_disabled():
+            summary = evaluate_path(
+                str(model_path),
+                s.dataset_source,
+                s.dataset_test_split,
+                limit=s.eval_limit,
+                max_new_tokens=s.eval_max_new_tokens,
+                batch_size=s.eval_batch_size,
+                output_dir=Path(self.training_args.output_dir) / f"eval_{tag}",
+                backend=s.eval_backend,
+                progress=False,
+                dataset_kwargs={**s.dataset_kwargs(), "num_examples": s.eval_limit},
+            )
+        log(f"evaluation {tag} training:\n{format_summary(summary)}")
+        return summary
+
+    def _merged_model(self, output_dir: Path) -> Path:
+        """LoRA: merge the saved adapter into the base model (main process) and save it next to the adapter."""
+        from peft import AutoPeftModelForCausalLM
+
+        merged_dir = output_dir / "merged"
+        with zero3_init_disabled():
+            model = AutoPeftModelForCausalLM.from_pretrained(str(output_dir), dtype="auto")
+            model = model.merge_and_unload()
+            model.save_pretrained(merged_dir)
+        self.tokenizer.save_pretrained(merged_dir)
+        return merged_dir
+
+    @staticmethod
+    def _ensure_full_save(trainer) -> None:
+        """Under ZeRO-3, make ``save_model`` gather the partitioned weights into one loadable checkpoint."""
+        if not getattr(trainer, "is_deepspeed_enabled", False):
+            return
+        plugin = trainer.accelerator.state.deepspeed_plugin
+        zero = plugin.deepspeed_config.setdefault("zero_optimization", {})
+        if str(zero.get("stage")) == "3" and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
+            zero["stage3_gather_16bit_weights_on_model_save"] = True
+            log("ZeRO-3: set stage3_gather_16bit_weights_on_model_save=true so that save_model writes a full model")
+
+    # -- the run ------------------------------------------------------------------------------------------------
+    def train_and_evaluate(self, trainer) -> dict:
+        acc = trainer.accelerator
+        s = self.script_args
+        output_dir = Path(self.training_args.output_dir)
+        self._ensure_full_save(trainer)
+
+        before = None
+        if s.eval_before:
+            if acc.is_main_process:
+                before = self.evaluate(self.model_path, "before")
+            acc.wait_for_everyone()
+
+        start = time.time()
+        train_result = trainer.train()
+        train_seconds = time.time() - start
+
+        trainer.save_model(str(output_dir))  # every rank: gathers ZeRO-3 shards
+        final_dir = output_dir
+        is_peft = self.model_args.use_peft
+        after = None
+        summary = None
+        if acc.is_main_process:
+            if is_peft:
+                final_dir = self._merged_model(output_dir)
+            if s.eval_after:
+                after = self.evaluate(final_dir, "after")
+            summary = self._summary(trainer, train_result, train_seconds, before, after, final_dir)
+            path = output_dir / "summary.json"
+            path.write_text(json.dumps(summary, indent=2))
+            print(format_run_summary(summary), flush=True)
+        acc.wait_for_everyone()
+
+        history = trainer.state.log_history
+        result = {
+            "algo": self.algo,
+            "rank": acc.process_index,
+            "world_size": acc.num_processes,
+            "global_step": trainer.state.global_step,
+            "losses": [h["loss"] for h in history if "loss" in h],
+            "output_dir": str(output_dir),
+        }
+        print("RECIPE_RESULT " + json.dumps(result), flush=True)
+        return summary if summary is not None else result
+
+    def _summary(self, trainer, train_result, train_seconds, before, after, final_dir) -> dict:
+        history = trainer.state.log_history
+        losses = [h["loss"] for h in history if "loss" in h]
+        gain = None
+        if before is not None and after is not None:
+            gain = {m: 100 * (after[m]["accuracy"] - before[m]["accuracy"]) for m in ("strict", "flexible")}
+        s = self.script_args
+        reference = after or before
+        start_dir = Path(self.model_path)
+        summary = {
+            "algo": self.algo,
+            "model": self.model_path,
+            "final_model": str(final_dir),
+            "output_dir": self.training_args.output_dir,
+            "summary_path": str(Path(self.training_args.output_dir) / "summary.json"),
+            "config": LAST_PARSE.get("config"),
+            "config_files": LAST_PARSE.get("config_files"),
+            "hardware": LAST_PARSE.get("hardware"),
+            "use_peft": bool(self.model_args.use_peft),
+            "world_size": trainer.accelerator.num_processes,
+            "global_step": trainer.state.global_step,
+            "train_seconds": train_seconds,
+            "train_loss": getattr(train_result, "training_loss", None),
+            "losses": losses,
+            "losses_finite": bool(losses) and all(math.isfinite(x) for x in losses),
+            "before": _eval_view(before),
+            "after": _eval_view(after),
+            "gain_points": gain,
+            "eval": {
+                "source": s.dataset_source,
+                "split": s.dataset_test_split,
+                "limit": s.eval_limit,
+                "max_new_tokens": s.eval_max_new_tokens,
+                "num_problems": reference["num_problems"] if reference else None,
+                "protocol": reference.get("protocol") if reference else None,
+            },
+            "param_change": parameter_change(start_dir, final_dir) if start_dir.is_dir() else None,
+            **self.extra,
+        }
+        return summary
