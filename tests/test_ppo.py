@@ -7,7 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import ACCELERATE_CONFIGS, launch
+from conftest import launch
 
 from trl_ext import PPOConfig
 
@@ -166,11 +166,10 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
 
 # --- 2-process runs -----------------------------------------------------------------------------------------------
 
-# conftest.launch adds `--use_cpu true` for config "multi_gpu", which makes accelerate 1.15 fall back to its simple
-# launcher (ONE process). Passing the same yaml by absolute path skips that flag: accelerate starts 2 processes with
-# torchrun, and the worker's `use_cpu=True` makes them form a MULTI_CPU (gloo) group. The worker asserts world size 2.
+# For "multi_gpu" conftest.launch appends the script argument `--use_cpu true` (DDP on CPU over gloo); the worker
+# asserts world size 2.
 DIST_CASES = {
-    "ddp": (str(ACCELERATE_CONFIGS / "multi_gpu"), ["--use_cpu", "--steps_per_generation", "2", "--num_iterations", "2"]),
+    "ddp": ("multi_gpu", ["--steps_per_generation", "2", "--num_iterations", "2"]),
     "zero2-lora": ("zero2", ["--deepspeed", "--peft"]),
     "zero3": ("zero3", ["--deepspeed"]),
 }

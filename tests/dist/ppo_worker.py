@@ -45,7 +45,7 @@ def main():
     parser.add_argument("--steps_per_generation", type=int, default=1)
     parser.add_argument("--num_iterations", type=int, default=1)
     parser.add_argument("--deepspeed", action="store_true", help="set the gloo backend DeepSpeed needs on CPU")
-    parser.add_argument("--use_cpu", action="store_true", help="DDP on CPU: makes accelerate pick MULTI_CPU (gloo)")
+    parser.add_argument("--use_cpu", default="false", help="true for DDP on CPU (gloo)")
     cli = parser.parse_args()
 
     tokenizer = AutoTokenizer.from_pretrained(cli.model)
@@ -70,7 +70,7 @@ def main():
         gradient_checkpointing=False,
         disable_tqdm=True,
         seed=0,
-        use_cpu=cli.use_cpu,
+        use_cpu=cli.use_cpu.lower() == "true",
         **({"ddp_backend": "gloo"} if cli.deepspeed else {}),
     )
     peft_config = None
