@@ -6,10 +6,9 @@
 * ``warm_start()``: SFT of that model with TRL's ``SFTTrainer`` on the synthetic train split, cached on disk under a
   key derived from its config, so RL starts from a model with partial competence.
 
-The warm start's SFT data ends the solutions of half of the characters (a spurious feature: the name in the
-question) with ``The answer is N.`` instead of ``#### N`` (what the prompt asks for). The SFT'd model then often
-answers correctly in the wrong format, and RL on the strict reward can move probability towards the requested
-format for every question. Gains on this testbed are therefore mostly *format alignment*; the evaluator reports
+The warm start's SFT data ends the solutions of multi-step problems with ``The answer is N.`` instead of ``#### N``
+(what the prompt asks for); only one-step solutions use ``#### N``. The SFT'd model then often answers correctly in
+the wrong format, and RL on the strict reward can move probability towards the requested format for every question. Gains on this testbed are therefore mostly *format alignment*; the evaluator reports
 flexible accuracy (last number) beside strict accuracy so that the nature of a gain is visible.
 """
 
@@ -21,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -38,7 +36,7 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ALT_ENDING = "The answer is {answer}."
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 
 def default_cache_dir() -> Path:
@@ -132,8 +130,8 @@ class WarmStartConfig:
     max_steps: int = 400
     batch_size: int = 64
     learning_rate: float = 3e-3
-    # Share of the characters (names) whose SFT solutions end "The answer is N." instead of "#### N".
-    alt_format_fraction: float = 0.5
+    # Solutions of problems with at least this many steps end "The answer is N." instead of "#### N" (0: never).
+    alt_format_min_steps: int = 2
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -151,16 +149,12 @@ def sft_dataset(cfg: WarmStartConfig):
 
     from trl_ext.data.gsm8k import load_gsm8k
 
-    from trl_ext.data.synthetic import NAMES
-
     ds = load_gsm8k("synthetic", "train", num_examples=cfg.num_train_examples, seed=cfg.seed)
-    names = list(NAMES)
-    random.Random(cfg.seed).shuffle(names)
-    alt_names = set(names[: round(cfg.alt_format_fraction * len(names))])
 
     def completion(row):
         solution = row["solution"]
-        if row["question"].split(" ", 1)[0] in alt_names:
+        steps = solution.count("\n")  # one reasoning line per step, then "#### N"
+        if cfg.alt_format_min_steps and steps >= cfg.alt_format_min_steps:
             lines = solution.split("\n")[:-1]
             solution = "\n".join(lines + [ALT_ENDING.format(answer=row["answer"])])
         return {"completion": [{"role": "assistant", "content": solution}]}
