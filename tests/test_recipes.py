@@ -163,7 +163,7 @@ def tiny_args(algo, model, output_dir):
         ]
     args += [
         "--reward_funcs", "test_recipes:length_reward", "--max_completion_length", "8",
-        "--per_device_train_batch_size", "8", "--num_generations", "4",
+        "--per_device_train_batch_size", "8", "--num_generations", "1" if algo == "ppo" else "4",
     ]
     if algo == "dapo":
         args += ["--overlong_buffer_len", "4"]
