@@ -134,3 +134,42 @@ def test_two_process_launch_with_uneven_keep_rates(tiny_model_path, tmp_path, co
         assert all(map(lambda x: x == x, r["losses"]))  # finite (not NaN)
     assert results[0]["rounds"] == results[1]["rounds"]
     assert max(results[0]["rounds"]) >= 2  # rank 1's rows were all flat, so refills were needed
+
+
+def test_steps_per_generation_iterations_and_kl(tiny_model_path, tmp_path):
+    """Refill with steps_per_generation=2, num_iterations=2 and beta>0: the old and reference log-probs of every
+    kept row are re-assembled with the row, and each optimizer step sees whole, varied groups."""
+    trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(64, 0.5), [KeepRateReward()], max_steps=4,
+                           per_device_train_batch_size=4, gradient_accumulation_steps=1, steps_per_generation=2,
+                           num_iterations=2, beta=0.04)
+    trainer.train()
+    # 4 optimizer steps; a generation batch serves steps_per_generation * num_iterations = 4 of them.
+    assert len(trainer.batches) == 1
+    batch = trainer.batches[0]
+    assert batch["completion_ids"].size(0) == 8
+    assert {"old_per_token_logps", "ref_per_token_logps"} <= set(batch)
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        assert batch[key].shape == batch["completion_mask"].shape
+        assert torch.isfinite(batch[key]).all()
+    assert (batch["advantages"].view(-1, 4).abs().amax(dim=1) > 0).all()
+    assert all(torch.isfinite(torch.tensor(logged(trainer, "loss"))))
+    assert logged(trainer, "kl")  # beta > 0 logs the KL term
+
+
+def test_reassembled_rows_stay_aligned(tiny_model_path, tmp_path):
+    """Recompute the log-probs of every re-assembled row with unchanged weights (learning rate 0): they must equal
+    the old log-probs computed when the row was generated, in whatever round and at whatever padding width."""
+    trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(64, 0.3), [KeepRateReward()], max_steps=2,
+                           learning_rate=0.0, steps_per_generation=2, per_device_train_batch_size=8)
+    trainer.train()
+    rounds = logged(trainer, "dapo/generation_rounds")
+    assert max(rounds) >= 2, rounds
+    model = trainer.model
+    for batch in trainer.batches:
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        with torch.no_grad():
+            logps, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask,
+                                                                     batch["completion_ids"].size(1))
+        valid = batch["completion_mask"].bool()
+        assert torch.allclose(logps[valid], batch["old_per_token_logps"][valid], atol=1e-4)
