@@ -232,3 +232,21 @@ def test_lora_in_process(tiny_model_path, tmp_path, monkeypatch):
     assert summary["final_model"] == str(out / "merged")
     assert summary["param_change"]["tensors_changed"] > 0  # the merged LoRA delta moved q/v projections
     check_run(summary, [{"rank": 0, "world_size": 1, "global_step": 2}], out, world_size=1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("algo", ["grpo", "dpo"])
+def test_lora_two_process_zero3(algo, tiny_model_path, tmp_path):
+    """LoRA under ZeRO-3: the adapter is gathered and saved, merged on the main process and evaluated."""
+    from conftest import launch
+
+    out = tmp_path / f"{algo}-lora"
+    args = tiny_args(algo, tiny_model_path, str(out)) + [
+        "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
+    proc = launch(RECIPES / f"{algo}_math.py", args, config="zero3", env={"PYTHONPATH": str(REPO / "tests")})
+    results = [json.loads(line.split("RECIPE_RESULT ", 1)[1]) for line in proc.stdout.splitlines()
+               if line.startswith("RECIPE_RESULT ")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_model"] == str(out / "merged") and (out / "adapter_config.json").exists()
+    check_run(summary, results, out, world_size=2)
