@@ -224,7 +224,7 @@ def test_lora_in_process(tiny_model_path, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "tests"))
     out = tmp_path / "lora"
     argv = ["grpo_math.py", *tiny_args("grpo", tiny_model_path, str(out)), "--use_cpu", "true",
-            "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
+            "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "all-linear"]
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(RECIPES / "grpo_math.py"), run_name="__main__")
     summary = json.loads((out / "summary.json").read_text())

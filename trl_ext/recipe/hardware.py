@@ -85,10 +85,11 @@ def hardware_overrides(config: dict, fields: set[str]) -> tuple[dict, str]:
             put("tf32", None, " (no CUDA)")
         if config.get("dtype") not in (None, "float32", "auto"):
             put("dtype", "float32")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a single process must not ask for a process group
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if distributed:  # a single process must not ask for a process group
             put("ddp_backend", "gloo")
         if not hw["deepspeed"]:
-            put("use_cpu", True, " (DDP on CPU)")
+            put("use_cpu", True, " (DDP on CPU)" if distributed else "")
         if config.get("use_vllm"):
             put("use_vllm", False, " (no CUDA)")
         desc = (

@@ -152,7 +152,12 @@ class RecipeRun:
     def peft_config(self):
         from trl import get_peft_config
 
-        return get_peft_config(self.model_args)
+        config = get_peft_config(self.model_args)
+        # `--lora_target_modules all-linear` arrives as a one-element list, which PEFT reads as a module name.
+        if config is not None and isinstance(config.target_modules, list | set):
+            if set(config.target_modules) == {"all-linear"}:
+                config.target_modules = "all-linear"
+        return config
 
     @property
     def quantization_config(self):
