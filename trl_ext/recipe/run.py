@@ -7,7 +7,9 @@
 * ``train_and_evaluate(trainer)``: evaluation of the start model on the held-out split (main process; the other
   ranks wait at a barrier), training, ``trainer.save_model(output_dir)`` (a full, loadable model also under ZeRO-3;
   LoRA adapters are merged into ``output_dir/merged`` for the evaluation), evaluation of the trained model, and the
-  summary: printed, written to ``output_dir/summary.json``, and one ``RECIPE_RESULT {json}`` line per rank.
+  summary: printed, written to ``output_dir/summary.json`` (with per-step wall-clock times, tokens/s and peak
+  memory), and one ``RECIPE_RESULT {json}`` line per rank; the trainer's log history goes to
+  ``output_dir/history.jsonl``, each entry stamped with ``elapsed_s`` since training started.
 """
 
 from __future__ import annotations
@@ -23,6 +25,57 @@ from trl_ext.recipe.config import LAST_PARSE
 from trl_ext.recipe.hardware import log
 
 EMBEDDED_MODEL_NAMES = (None, "", "embedded", "warm_start")
+
+
+def _wall_clock_callback():
+    """A ``TrainerCallback`` that stamps each ``log_history`` entry with ``elapsed_s`` (seconds since training
+    started) and records every optimizer step's end time in ``step_times`` (for per-step wall-clock plots)."""
+    from transformers import TrainerCallback
+
+    class WallClock(TrainerCallback):
+        def __init__(self):
+            self.start = None
+            self.step_times: list[float] = []
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.time()
+
+        def _elapsed(self) -> float:
+            return time.time() - (self.start if self.start is not None else time.time())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.step_times.append(self._elapsed())
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.log_history:
+                state.log_history[-1].setdefault("elapsed_s", self._elapsed())
+
+    return WallClock()
+
+
+def peak_memory() -> dict:
+    """This process's peak memory: CPU max resident set size (whole process lifetime, so including the evaluation
+    before training) and, with CUDA, ``torch.cuda.max_memory_allocated`` since training started."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"cpu_max_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024), "cuda_max_allocated_mb": None}
+    import torch
+
+    if torch.cuda.is_available():
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def tokens_per_second(history: list[dict], train_seconds: float) -> float | None:
+    """Tokens processed per second of training, from the last token count the trainer logged (GRPO-family trainers:
+    ``num_tokens``, prompt + completion tokens over all processes; Trainer: ``num_input_tokens_seen``)."""
+    for key in ("num_tokens", "num_input_tokens_seen"):
+        counts = [h[key] for h in history if isinstance(h.get(key), int | float)]
+        if counts and train_seconds > 0:
+            return float(counts[-1]) / train_seconds
+    return None
 
 
 @contextlib.contextmanager
@@ -243,9 +296,17 @@ class RecipeRun:
                 before = self.evaluate(self.model_path, "before")
             acc.wait_for_everyone()
 
+        wall_clock = _wall_clock_callback()
+        trainer.add_callback(wall_clock)
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         start = time.time()
         train_result = trainer.train()
         train_seconds = time.time() - start
+        self.extra["step_times"] = wall_clock.step_times
+        self.extra["peak_memory"] = peak_memory()
 
         trainer.save_model(str(output_dir))  # every rank: gathers ZeRO-3 shards
         final_dir = output_dir
@@ -260,6 +321,9 @@ class RecipeRun:
             summary = self._summary(trainer, train_result, train_seconds, before, after, final_dir)
             path = output_dir / "summary.json"
             path.write_text(json.dumps(summary, indent=2))
+            with open(output_dir / "history.jsonl", "w") as f:  # one line per trainer log entry (with elapsed_s)
+                for entry in trainer.state.log_history:
+                    f.write(json.dumps(entry) + "\n")
             print(format_run_summary(summary), flush=True)
         acc.wait_for_everyone()
 
@@ -271,8 +335,11 @@ class RecipeRun:
             "global_step": trainer.state.global_step,
             "losses": [h["loss"] for h in history if "loss" in h],
             "output_dir": str(output_dir),
+            "peak_memory": self.extra.get("peak_memory"),
         }
-        print("RECIPE_RESULT " + json.dumps(result), flush=True)
+        # one write (under PYTHONUNBUFFERED print writes the text and the newline separately, and two ranks' lines
+        # could interleave on a shared pipe)
+        print("RECIPE_RESULT " + json.dumps(result) + "\n", end="", flush=True)
         return summary if summary is not None else result
 
     def _summary(self, trainer, train_result, train_seconds, before, after, final_dir) -> dict:
@@ -300,6 +367,8 @@ class RecipeRun:
             "train_loss": getattr(train_result, "training_loss", None),
             "losses": losses,
             "losses_finite": bool(losses) and all(math.isfinite(x) for x in losses),
+            "tokens_per_second": tokens_per_second(history, train_seconds),
+            "history_path": str(Path(self.training_args.output_dir) / "history.jsonl"),
             "before": _eval_view(before),
             "after": _eval_view(after),
             "gain_points": gain,
