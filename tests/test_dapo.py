@@ -173,3 +173,22 @@ def test_reassembled_rows_stay_aligned(tiny_model_path, tmp_path):
                                                                      batch["completion_ids"].size(1))
         valid = batch["completion_mask"].bool()
         assert torch.allclose(logps[valid], batch["old_per_token_logps"][valid], atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_stress_zero3_uneven_keep_rates_and_exhaustion(tiny_model_path, tmp_path):
+    """30 steps under ZeRO-3 on 2 processes: rank 1 scores everything flat, only 30% of prompts vary on rank 0, and a
+    2-round limit makes some steps exhaust it. No hang (time-out), identical step counts and decisions on both ranks."""
+    from conftest import REPO, launch
+
+    proc = launch(REPO / "tests" / "dist" / "dapo_worker.py",
+                  ["--model", tiny_model_path, "--output_dir", tmp_path, "--max_steps", "30", "--keep_rate", "0.3",
+                   "--max_rounds", "2"], config="zero3", timeout=1100)
+    results = [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert results[0]["global_step"] == results[1]["global_step"] == 30
+    assert results[0]["rounds"] == results[1]["rounds"] and results[0]["filled"] == results[1]["filled"]
+    assert results[0]["batch_rows"] == [12] * 30
+    assert any(f > 0 for f in results[0]["filled"]), "no step exhausted the round limit"
+    assert any(f == 0 for f in results[0]["filled"]), "every step exhausted the round limit"

@@ -28,15 +28,17 @@ def main():
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--max_steps", type=int, default=3)
     parser.add_argument("--use_cpu", default="false", help="true for DDP on CPU")
+    parser.add_argument("--keep_rate", type=float, default=1.0, help="share of prompts that are not flat")
+    parser.add_argument("--max_rounds", type=int, default=10)
     args = parser.parse_args()
     config = tiny_dapo_config(args.output_dir, max_steps=args.max_steps, per_device_train_batch_size=6,
                               ddp_backend="gloo",
-                              use_cpu=args.use_cpu.lower() == "true")
+                              use_cpu=args.use_cpu.lower() == "true", dynamic_sampling_max_rounds=args.max_rounds)
     trainer = RecordingDAPOTrainer(
         model=args.model,
         reward_funcs=[KeepRateReward(seed=0, all_flat_on_rank=1)],
         args=config,
-        train_dataset=keep_rate_dataset(64, 1.0),
+        train_dataset=keep_rate_dataset(256, args.keep_rate),
         processing_class=AutoTokenizer.from_pretrained(args.model),
     )
     trainer.train()
@@ -48,6 +50,7 @@ def main():
         "batch_rows": [r * trainer.accelerator.num_processes for r in trainer.batch_rows],
         "rounds": [h["dapo/generation_rounds"] for h in history if "dapo/generation_rounds" in h],
         "losses": [h["loss"] for h in history if "loss" in h],
+        "filled": [h["dapo/filled_zero_std_groups"] for h in history if "dapo/filled_zero_std_groups" in h],
     }
     print("RESULT " + json.dumps(result), flush=True)
 

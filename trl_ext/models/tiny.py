@@ -6,9 +6,11 @@
 * ``warm_start()``: SFT of that model with TRL's ``SFTTrainer`` on the synthetic train split, cached on disk under a
   key derived from its config, so RL starts from a model with partial competence.
 
-The warm start's SFT data ends the solutions of multi-step problems with ``The answer is N.`` instead of ``#### N``
-(what the prompt asks for); only one-step solutions use ``#### N``. The SFT'd model then often answers correctly in
-the wrong format, and RL on the strict reward can move probability towards the requested format for every question. Gains on this testbed are therefore mostly *format alignment*; the evaluator reports
+The warm start's SFT data ends 75% of the solutions of multi-step problems with ``The answer is N.`` instead of
+``#### N`` (what the prompt asks for); one-step solutions always use ``#### N``. Greedy decoding of the SFT'd model
+then answers most multi-step problems in the wrong format (strict accuracy well below flexible), while sampling
+still produces ``#### N`` now and then, so RL on the strict reward has a signal to move probability towards the
+requested format for every question. Gains on this testbed are therefore mostly *format alignment*; the evaluator reports
 flexible accuracy (last number) beside strict accuracy so that the nature of a gain is visible.
 """
 
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -36,7 +39,7 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ALT_ENDING = "The answer is {answer}."
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"
 
 
 def default_cache_dir() -> Path:
@@ -130,8 +133,10 @@ class WarmStartConfig:
     max_steps: int = 400
     batch_size: int = 64
     learning_rate: float = 3e-3
-    # Solutions of problems with at least this many steps end "The answer is N." instead of "#### N" (0: never).
+    # Solutions of problems with at least `alt_format_min_steps` steps end "The answer is N." instead of "#### N"
+    # with probability `alt_format_prob` (see the module docstring).
     alt_format_min_steps: int = 2
+    alt_format_prob: float = 0.75
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -150,11 +155,12 @@ def sft_dataset(cfg: WarmStartConfig):
     from trl_ext.data.gsm8k import load_gsm8k
 
     ds = load_gsm8k("synthetic", "train", num_examples=cfg.num_train_examples, seed=cfg.seed)
+    rng = random.Random(cfg.seed)
 
     def completion(row):
         solution = row["solution"]
         steps = solution.count("\n")  # one reasoning line per step, then "#### N"
-        if cfg.alt_format_min_steps and steps >= cfg.alt_format_min_steps:
+        if steps >= cfg.alt_format_min_steps and rng.random() < cfg.alt_format_prob:
             lines = solution.split("\n")[:-1]
             solution = "\n".join(lines + [ALT_ENDING.format(answer=row["answer"])])
         return {"completion": [{"role": "assistant", "content": solution}]}

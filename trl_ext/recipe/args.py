@@ -59,9 +59,16 @@ def _import_reward(spec: str):
 
 
 def get_reward_funcs(names, script_args=None, training_args=None) -> list:
-    """Reward functions for a list of registry names; a clear ``ValueError`` for an unknown one."""
+    """Reward functions for a list of registry names; a clear ``ValueError`` for an unknown one.
+
+    Each function runs under the error policy of ``trl_ext.rewards.guard`` (a raising or NaN sample scores None and is
+    counted in ``rewards/<fn>/errors``; a wrong number of values stops the run with a message naming the function).
+    """
+    from trl_ext.rewards.guard import guard_reward
+
     names = check_reward_names(names)
-    return [REWARD_FUNCS[n](script_args, training_args) if n in REWARD_FUNCS else _import_reward(n) for n in names]
+    funcs = [REWARD_FUNCS[n](script_args, training_args) if n in REWARD_FUNCS else _import_reward(n) for n in names]
+    return [guard_reward(f) for f in funcs]
 
 
 @dataclass
