@@ -271,9 +271,8 @@ def _predicted_fraction(text: str, mode: str) -> Fraction | None:
     else:
         tail = text[-_FRACTION_LINE_MAX_CHARS:].rstrip()
         line = tail[tail.rfind("\n") + 1 :].replace("$", "").replace(",", "")
-        match = None
-        for match in _FRACTION.finditer(line):
-            pass
+        matches = list(_FRACTION.finditer(line))
+        match = matches[-1] if matches else None
         if match is not None and any(c in _DIGITS for c in line[match.end() :]):
             match = None  # a number comes after the last fraction
     if match is not None:
