@@ -444,15 +444,17 @@ def make_plots(rows: list[dict], histories: dict, out_dir, reward_key="reward") 
         paths.append(name)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     names = [r["algo"] for r in rows]
+    top = 1.0
     for ax, mode in zip(axes, MODES):
         for j, tag in enumerate(("before", "after")):
             vals = [r.get(f"{mode}_{tag}") or 0.0 for r in rows]
             errs = [r.get(f"{mode}_{tag}_std") or 0.0 for r in rows]
+            top = max([top] + [v + e for v, e in zip(vals, errs)])
             ax.bar([i + (j - 0.5) * 0.4 for i in range(len(rows))], vals, 0.4, yerr=errs, capsize=3, label=tag)
         ax.set_xticks(range(len(rows)), [n if r["seeds_ok"] else f"{n}\n(failed)" for n, r in zip(names, rows)])
         ax.set(title=f"{mode} accuracy (mean ± std over seeds)", ylabel="accuracy (%)")
-        ax.set_ylim(bottom=0, top=max(1.0, ax.get_ylim()[1]))
         ax.legend()
+    axes[0].set_ylim(0, top * 1.15)  # shared by both panels: set once, after both are drawn
     fig.tight_layout()
     fig.savefig(out_dir / "accuracy.png", dpi=100)
     plt.close(fig)
@@ -595,7 +597,8 @@ def main(argv=None, recipes_dir=None) -> int:
           flush=True)
     seen = {p["prompts_seen"] for p in plans.values()}
     budget_warning = ""
-    if len(seen) > 1 or None in seen:
+    # With --prompts the counts differ only by the rounding to whole steps shown in the table.
+    if None in seen or (len(seen) > 1 and args.prompts is None):
         budget_warning = "WARNING: the algorithms see different (or unknown) numbers of prompts; pass --prompts."
         print(f"[compare] {budget_warning}", flush=True)
     for algo, problem in problems.items():
@@ -639,7 +642,7 @@ def main(argv=None, recipes_dir=None) -> int:
                         "trains on (dynamic-sampling refills are the generation rounds). "
                         + (f"`--prompts {args.prompts}` set each algorithm's `--max_steps`."
                            if args.prompts is not None else "Steps from the YAMLs and overrides (no `--prompts`). ")
-                        + budget_warning),
+                        + (f"\n\n{budget_warning}" if budget_warning else "")),
         "budget_table": budget_table,
         "plots": plots,
     }
