@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for dapo_
 from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from trl_ext import DAPOTrainer  # noqa: E402
+from trl_ext import DAPOTrainer
+from trl_ext.recipe.run import shutdown_distributed  # noqa: E402
 
 
 class RecordingDAPOTrainer(DAPOTrainer):
@@ -52,7 +53,9 @@ def main():
         "losses": [h["loss"] for h in history if "loss" in h],
         "filled": [h["dapo/filled_zero_std_groups"] for h in history if "dapo/filled_zero_std_groups" in h],
     }
-    print("RESULT " + json.dumps(result), flush=True)
+    # One write (< PIPE_BUF bytes) so the two ranks' lines cannot interleave on the shared pipe.
+    print("RESULT " + json.dumps(result) + "\n", end="", flush=True)
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

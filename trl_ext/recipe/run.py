@@ -340,6 +340,7 @@ class RecipeRun:
         # one write (under PYTHONUNBUFFERED print writes the text and the newline separately, and two ranks' lines
         # could interleave on a shared pipe)
         print("RECIPE_RESULT " + json.dumps(result) + "\n", end="", flush=True)
+        shutdown_distributed()
         return summary if summary is not None else result
 
     def _summary(self, trainer, train_result, train_seconds, before, after, final_dir) -> dict:
@@ -384,3 +385,13 @@ class RecipeRun:
             **self.extra,
         }
         return summary
+
+
+def shutdown_distributed() -> None:
+    """Tear the process group down explicitly before the interpreter exits: leaving it to interpreter shutdown
+    sometimes aborted a rank after a finished 2-process CPU run ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
