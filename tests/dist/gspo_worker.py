@@ -80,6 +80,9 @@ def main():
         f"loss={losses[-1]:.6g} token_calls={trainer.token_calls}",
         flush=True,
     )
+    from trl_ext.recipe.run import shutdown_distributed
+
+    shutdown_distributed()
 
 
 if __name__ == "__main__":
