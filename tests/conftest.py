@@ -37,6 +37,15 @@ def tiny_model_path(tmp_path_factory):
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny_model")))
 
 
+def tagged_records(stdout, tag):
+    """The text after each ``tag`` up to the end of its line, in order.
+
+    Workers print ``tag + payload + "\\n"`` in one write (atomic on a pipe below PIPE_BUF), but another rank's
+    unterminated output may precede it on the same line, so the tag is looked for anywhere in a line.
+    """
+    return [line.split(tag + " ", 1)[1] for line in stdout.splitlines() if tag + " " in line]
+
+
 def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env=None):
     """Run `accelerate launch` of `script` with one of the project's configs on CPU; return the CompletedProcess.
 

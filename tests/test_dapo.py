@@ -120,12 +120,12 @@ def test_config_defaults(tmp_path):
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("config", ["zero3", "zero2", "multi_gpu"])
 def test_two_process_launch_with_uneven_keep_rates(tiny_model_path, tmp_path, config):
-    from conftest import REPO, launch
+    from conftest import REPO, launch, tagged_records
 
     proc = launch(REPO / "tests" / "dist" / "dapo_worker.py",
                   ["--model", tiny_model_path, "--output_dir", tmp_path, "--max_steps", "3"],
                   config=config, timeout=600)
-    results = [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+    results = [json.loads(r) for r in tagged_records(proc.stdout, "RESULT")]
     assert sorted(r["rank"] for r in results) == [0, 1], proc.stdout[-3000:]
     for r in results:
         assert r["world_size"] == 2
@@ -180,12 +180,12 @@ def test_reassembled_rows_stay_aligned(tiny_model_path, tmp_path):
 def test_stress_zero3_uneven_keep_rates_and_exhaustion(tiny_model_path, tmp_path):
     """30 steps under ZeRO-3 on 2 processes: rank 1 scores everything flat, only 30% of prompts vary on rank 0, and a
     2-round limit makes some steps exhaust it. No hang (time-out), identical step counts and decisions on both ranks."""
-    from conftest import REPO, launch
+    from conftest import REPO, launch, tagged_records
 
     proc = launch(REPO / "tests" / "dist" / "dapo_worker.py",
                   ["--model", tiny_model_path, "--output_dir", tmp_path, "--max_steps", "30", "--keep_rate", "0.3",
                    "--max_rounds", "2"], config="zero3", timeout=1100)
-    results = [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+    results = [json.loads(r) for r in tagged_records(proc.stdout, "RESULT")]
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert results[0]["global_step"] == results[1]["global_step"] == 30
     assert results[0]["rounds"] == results[1]["rounds"] and results[0]["filled"] == results[1]["filled"]

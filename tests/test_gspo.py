@@ -347,15 +347,15 @@ def test_training_minibatch_updates_per_rollout(tiny_model_path, tmp_path):
 
 
 def test_deepspeed_zero3_two_processes(tiny_model_path, tmp_path):
-    from conftest import launch
+    from conftest import launch, tagged_records
 
     worker = Path(__file__).parent / "dist" / "gspo_worker.py"
     proc = launch(worker, ["--model", tiny_model_path, "--output_dir", tmp_path / "out"], config="zero3", timeout=300)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("GSPO_WORKER")]
+    lines = tagged_records(proc.stdout, "GSPO_WORKER")
     assert len(lines) == 2, proc.stdout[-3000:]
     for line in lines:
-        fields = dict(kv.split("=") for kv in line.split()[1:])
+        fields = dict(kv.split("=") for kv in line.split())
         assert fields["world_size"] == "2" and fields["deepspeed"] == "True" and fields["zero_stage"] == "3"
         assert fields["steps"] == "2" and math.isfinite(float(fields["loss"]))
         assert fields["token_calls"] == "1"  # the second step went through the GSPO-token path
-    assert sorted(dict(kv.split("=") for kv in line.split()[1:])["rank"] for line in lines) == ["0", "1"]
+    assert sorted(dict(kv.split("=") for kv in line.split())["rank"] for line in lines) == ["0", "1"]

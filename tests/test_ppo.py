@@ -7,7 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import launch
+from conftest import launch, tagged_records
 
 from trl_ext import PPOConfig
 
@@ -181,7 +181,7 @@ def test_two_process_run(case, tiny_model_path, tmp_path):
     proc = launch(
         WORKER, ["--model", tiny_model_path, "--output_dir", tmp_path / "out", *extra], config=config, timeout=300
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("PPO_WORKER_OK")]
+    lines = tagged_records(proc.stdout, "PPO_WORKER_OK")
     assert lines, proc.stdout[-3000:]
     assert '"world_size": 2' in lines[0]
     assert not math.isnan(float(lines[0].split('"ppo/value_loss": ')[1].split(",")[0]))

@@ -185,13 +185,12 @@ def check_run(summary, results, output_dir, world_size):
 
 
 def run_launch(algo, config, tiny_model_path, tmp_path):
-    from conftest import launch
+    from conftest import launch, tagged_records
 
     out = tmp_path / f"{algo}-{config}"
     proc = launch(RECIPES / f"{algo}_math.py", tiny_args(algo, tiny_model_path, str(out)), config=config,
                   timeout=600, env={"PYTHONPATH": str(REPO / "tests")})
-    results = [json.loads(line.split("RECIPE_RESULT ", 1)[1]) for line in proc.stdout.splitlines()
-               if line.startswith("RECIPE_RESULT ")]
+    results = [json.loads(r) for r in tagged_records(proc.stdout, "RECIPE_RESULT")]
     summary = json.loads((out / "summary.json").read_text())
     check_run(summary, results, out, world_size=2)
     assert "no CUDA: fp32" in proc.stdout
@@ -239,14 +238,13 @@ def test_lora_in_process(tiny_model_path, tmp_path, monkeypatch):
 @pytest.mark.parametrize("algo", ["grpo", "dpo"])
 def test_lora_two_process_zero3(algo, tiny_model_path, tmp_path):
     """LoRA under ZeRO-3: the adapter is gathered and saved, merged on the main process and evaluated."""
-    from conftest import launch
+    from conftest import launch, tagged_records
 
     out = tmp_path / f"{algo}-lora"
     args = tiny_args(algo, tiny_model_path, str(out)) + [
         "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
     proc = launch(RECIPES / f"{algo}_math.py", args, config="zero3", env={"PYTHONPATH": str(REPO / "tests")})
-    results = [json.loads(line.split("RECIPE_RESULT ", 1)[1]) for line in proc.stdout.splitlines()
-               if line.startswith("RECIPE_RESULT ")]
+    results = [json.loads(r) for r in tagged_records(proc.stdout, "RECIPE_RESULT")]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_model"] == str(out / "merged") and (out / "adapter_config.json").exists()
     check_run(summary, results, out, world_size=2)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, launch
+from conftest import REPO, launch, tagged_records
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,7 @@ def test_smollm2_two_dapo_steps_on_gsm8k(gsm8k_dir, tmp_path):
                    "--max_steps", "2", "--dynamic_sampling_max_rounds", "2", "--eval_before", "false",
                    "--eval_after", "false"],
                   config="zero2", timeout=1500)
-    results = [json.loads(line.split("RECIPE_RESULT ", 1)[1]) for line in proc.stdout.splitlines()
-               if line.startswith("RECIPE_RESULT ")]
+    results = [json.loads(r) for r in tagged_records(proc.stdout, "RECIPE_RESULT")]
     assert sorted(r["rank"] for r in results) == [0, 1]
     for r in results:
         assert r["world_size"] == 2 and r["global_step"] == 2

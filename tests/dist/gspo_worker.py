@@ -74,10 +74,12 @@ def main():
     clip = [h["clip_ratio/region_mean"] for h in trainer.state.log_history if "clip_ratio/region_mean" in h]
     assert len(clip) == 2 and all(0.0 <= v <= 1.0 for v in clip), clip
     zero_stage = trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None
+    # one write (under PYTHONUNBUFFERED print writes the text and the newline separately; two ranks share the pipe)
     print(
         f"GSPO_WORKER rank={trainer.accelerator.process_index} world_size={world_size} "
         f"deepspeed={trainer.is_deepspeed_enabled} zero_stage={zero_stage} steps={trainer.state.global_step} "
-        f"loss={losses[-1]:.6g} token_calls={trainer.token_calls}",
+        f"loss={losses[-1]:.6g} token_calls={trainer.token_calls}\n",
+        end="",
         flush=True,
     )
     from trl_ext.recipe.run import shutdown_distributed
