@@ -248,3 +248,29 @@ def test_lora_two_process_zero3(algo, tiny_model_path, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_model"] == str(out / "merged") and (out / "adapter_config.json").exists()
     check_run(summary, results, out, world_size=2)
+
+
+def test_long_prompts_fail_before_the_model_loads_or_are_dropped(tiny_model_path, tmp_path):
+    from trl import GRPOConfig, ModelConfig
+
+    from trl_ext.recipe import RecipeRun, RLScriptArguments
+
+    def run_with(**script):
+        return RecipeRun("grpo", RLScriptArguments(num_train_examples=40, **script),
+                         GRPOConfig(output_dir=str(tmp_path), bf16=False), ModelConfig(model_name_or_path=tiny_model_path))
+
+    full = run_with(max_prompt_length=None).train_dataset()
+    lengths = [len(run_with().tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False))
+               for p in full["prompt"]]
+    limit = sorted(lengths)[len(lengths) // 2]  # about half the prompts are longer
+    longer = sum(n > limit for n in lengths)
+    assert 0 < longer < len(lengths)
+    first = next(i for i, n in enumerate(lengths) if n > limit)
+    with pytest.raises(ValueError, match=rf"{longer} of 40 training prompts .* max_prompt_length={limit} .* row "
+                                         rf"{first} \({lengths[first]} tokens\).*--long_prompts drop"):
+        run_with(max_prompt_length=limit).train_dataset()
+    kept = run_with(max_prompt_length=limit, long_prompts="drop").train_dataset()
+    assert len(kept) == len(lengths) - longer
+    assert kept["question"] == [q for q, n in zip(full["question"], lengths) if n <= limit]
+    with pytest.raises(ValueError, match="long_prompts must be 'error' or 'drop'"):
+        RLScriptArguments(long_prompts="truncate")

@@ -93,6 +93,18 @@ class RecipeScriptArguments:
         default=DEFAULT_INSTRUCTION, metadata={"help": "Appended to each question (default: verl's GSM8K suffix)."}
     )
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
+    max_prompt_length: int | None = field(
+        default=512,
+        metadata={
+            "help": "Longest training prompt in tokens, chat template included (TRL 1.16's trainers no longer truncate "
+            "prompts: one long prompt would cost memory on every step). Checked before the model loads; None: no check."
+        },
+    )
+    long_prompts: str = field(
+        default="error",
+        metadata={"help": "Prompts over max_prompt_length: 'error' (stop, naming the row) or 'drop' (train without "
+                  "them, logging how many)."},
+    )
     eval_before: bool = field(default=True, metadata={"help": "Evaluate the start model on the held-out split."})
     eval_after: bool = field(default=True, metadata={"help": "Evaluate the trained model on the held-out split."})
     eval_limit: int | None = field(default=200, metadata={"help": "Held-out problems to evaluate (None: all)."})
@@ -111,6 +123,10 @@ class RecipeScriptArguments:
             raise ValueError(f"eval_backend must be 'hf', 'vllm' or 'auto', got {self.eval_backend!r}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"eval_limit must be >= 1 or None, got {self.eval_limit}")
+        if self.long_prompts not in ("error", "drop"):
+            raise ValueError(f"long_prompts must be 'error' or 'drop', got {self.long_prompts!r}")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be >= 1 or None, got {self.max_prompt_length}")
         if self.num_train_examples is not None and self.num_train_examples < 1:
             raise ValueError(f"num_train_examples must be >= 1 or None, got {self.num_train_examples}")
 

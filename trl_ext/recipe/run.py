@@ -4,6 +4,9 @@
   revision and attention implementation go to the trainer through ``model_init_kwargs``; LoRA through
   ``get_peft_config`` and k-bit loading through ``get_quantization_config``;
 * the GSM8K training split and the reward functions named in the script arguments;
+* ``--resume_from_checkpoint``: ``true`` (the latest ``checkpoint-*`` in ``output_dir``) or a checkpoint path, checked
+  before any model loads (``resolve_resume``); an ``output_dir`` that already holds checkpoints is refused without it,
+  so a relaunched job cannot silently restart from step 0 and rotate the old checkpoints away;
 * ``train_and_evaluate(trainer)``: evaluation of the start model on the held-out split (main process; the other
   ranks wait at a barrier), training, ``trainer.save_model(output_dir)`` (a full, loadable model also under ZeRO-3;
   LoRA adapters are merged into ``output_dir/merged`` for the evaluation), evaluation of the trained model, and the
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 
 from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
-from trl_ext.recipe.config import LAST_PARSE
+from trl_ext.recipe.config import LAST_PARSE, RecipeConfigError
 from trl_ext.recipe.hardware import log
 
 EMBEDDED_MODEL_NAMES = (None, "", "embedded", "warm_start")
@@ -163,6 +166,69 @@ def format_run_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+RESUME_LATEST = ("true", "last", "latest")
+RESUME_NEVER = ("false", "no", "none")
+
+
+def _checkpoints(output_dir: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders in ``output_dir``, oldest first."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def resolve_resume(value, output_dir) -> str | None:
+    """The checkpoint a run resumes from, or ``None`` to start fresh; raises ``RecipeConfigError`` when the request
+    cannot be met. ``value`` is ``--resume_from_checkpoint``: unset, ``true``/``last`` (the latest complete checkpoint in
+    ``output_dir``), ``false`` (start fresh even though checkpoints exist) or a checkpoint folder."""
+    output_dir = Path(output_dir)
+    # a checkpoint is complete once the main process has written trainer_state.json (the last file Trainer writes)
+    complete = [p for p in _checkpoints(output_dir) if (p / "trainer_state.json").exists()]
+    text = None if value is None else str(value).strip()
+    if text is None or text == "":
+        if complete:
+            raise RecipeConfigError(
+                f"output_dir {output_dir} already holds checkpoints ({', '.join(p.name for p in complete)}) from an "
+                "earlier run. Pass --resume_from_checkpoint true to continue it, --resume_from_checkpoint false to "
+                "start over in the same folder (checkpoint rotation may then delete the old ones), or choose another "
+                "--output_dir."
+            )
+        return None
+    if text.lower() in RESUME_NEVER:
+        if complete:
+            log(f"--resume_from_checkpoint false: starting from step 0 although {output_dir} holds {complete[-1].name}")
+        return None
+    if text.lower() in RESUME_LATEST:
+        if not complete:
+            partial = [p.name for p in _checkpoints(output_dir)]
+            raise RecipeConfigError(
+                f"--resume_from_checkpoint {text}: no complete checkpoint-* folder (with trainer_state.json) in "
+                f"{output_dir}" + (f" (incomplete: {', '.join(partial)})" if partial else "")
+                + ". Set save_strategy/save_steps so that the run writes checkpoints, or drop the flag to start fresh."
+            )
+        return str(complete[-1])
+    path = Path(text)
+    if not (path / "trainer_state.json").is_file():
+        raise RecipeConfigError(
+            f"--resume_from_checkpoint {text}: not a checkpoint folder (expected {path / 'trainer_state.json'}); "
+            f"pass a checkpoint-<step> folder written by the trainer, or 'true' for the latest one in output_dir."
+        )
+    return str(path)
+
+
+def warn_checkpoints_inside_rollouts(args) -> None:
+    """GRPO-family trainers generate once per ``steps_per_generation * num_iterations`` optimizer steps and keep the
+    rollout in memory, not in the checkpoint: a resume from a checkpoint inside a rollout generates a new one, so the
+    resumed run is valid but no longer step-for-step identical to an uninterrupted run."""
+    every = (getattr(args, "steps_per_generation", None) or 1) * (getattr(args, "num_iterations", None) or 1)
+    save_steps = args.save_steps
+    if every > 1 and args.save_strategy == "steps" and save_steps >= 1 and int(save_steps) % every:
+        log(
+            f"save_steps={int(save_steps)} is not a multiple of steps_per_generation x num_iterations = {every}: "
+            "checkpoints then fall inside a rollout, and a resume from one regenerates that rollout (the run goes on, "
+            f"but differs from an uninterrupted one). Use a multiple of {every} for exact resumes."
+        )
+
+
 class RecipeRun:
     """State shared by a recipe's steps; see the module docstring."""
 
@@ -172,6 +238,12 @@ class RecipeRun:
         self.training_args = training_args
         self.model_args = model_args
         self.extra: dict = {}
+        # before any model loads: a bad resume request fails in seconds, not after the warm start and model load
+        self.resume_from = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+        training_args.resume_from_checkpoint = self.resume_from
+        if self.resume_from is not None:
+            log(f"resuming from {self.resume_from}")
+        warn_checkpoints_inside_rollouts(training_args)
         if model_args.model_name_or_path in EMBEDDED_MODEL_NAMES:
             from trl_ext.models.tiny import warm_start
 
@@ -230,13 +302,42 @@ class RecipeRun:
 
         s = self.script_args
         n = s.num_train_examples
-        return load_gsm8k(
+        dataset = load_gsm8k(
             s.dataset_source,
             s.dataset_train_split,
             num_examples=n,
             limit=None if s.dataset_source == SYNTHETIC else n,
             **s.dataset_kwargs(),
         )
+        return self._check_prompt_lengths(dataset)
+
+    def _check_prompt_lengths(self, dataset):
+        """Apply ``max_prompt_length`` / ``long_prompts`` to the conversational prompts (tokenizer only, no model)."""
+        s = self.script_args
+        if s.max_prompt_length is None:
+            return dataset
+        def num_tokens(prompt) -> int:
+            ids = self.tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=False)
+            return len(ids)
+
+        lengths = [num_tokens(prompt) for prompt in dataset["prompt"]]
+        too_long = [i for i, n in enumerate(lengths) if n > s.max_prompt_length]
+        if not too_long:
+            return dataset
+        if s.long_prompts == "error":
+            i = too_long[0]
+            raise ValueError(
+                f"{len(too_long)} of {len(dataset)} training prompts ({s.dataset_source}, split "
+                f"{s.dataset_train_split!r}) are longer than max_prompt_length={s.max_prompt_length} tokens with the "
+                f"chat template; the first is row {i} ({lengths[i]} tokens): {dataset[i]['question'][:80]!r}... "
+                "Raise --max_prompt_length, or pass --long_prompts drop to train without them."
+            )
+        kept = dataset.select([i for i in range(len(dataset)) if lengths[i] <= s.max_prompt_length])
+        log(f"long_prompts=drop: dropped {len(too_long)} of {len(dataset)} training prompts longer than "
+            f"max_prompt_length={s.max_prompt_length} tokens (longest: {max(lengths)})")
+        if len(kept) == 0:
+            raise ValueError(f"every training prompt is longer than max_prompt_length={s.max_prompt_length}")
+        return kept
 
     # -- evaluation ---------------------------------------------------------------------------------------------
     def evaluate(self, model_path, tag: str) -> dict:
@@ -293,17 +394,26 @@ class RecipeRun:
         before = None
         if s.eval_before:
             if acc.is_main_process:
-                before = self.evaluate(self.model_path, "before")
+                stored = output_dir / "eval_before" / "summary.json"
+                if self.resume_from is not None and stored.exists():  # the start model did not change
+                    before = json.loads(stored.read_text())
+                    log(f"resumed run: reusing the start model's evaluation {stored}")
+                else:
+                    before = self.evaluate(self.model_path, "before")
             acc.wait_for_everyone()
 
         wall_clock = _wall_clock_callback()
         trainer.add_callback(wall_clock)
+        if self.resume_from is not None:
+            from trl_ext.trainers.resume import ResumeStateCallback
+
+            trainer.add_callback(ResumeStateCallback(trainer))
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start = time.time()
-        train_result = trainer.train()
+        train_result = trainer.train(resume_from_checkpoint=self.resume_from)
         train_seconds = time.time() - start
         self.extra["step_times"] = wall_clock.step_times
         self.extra["peak_memory"] = peak_memory()
