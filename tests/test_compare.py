@@ -159,3 +159,27 @@ def test_toy_comparison_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     again = json.loads((out / "results.json").read_text())
     assert [r["status"] for r in again["runs"]] == ["reused", "reused"]
     assert [r["strict_after"] for r in again["rows"]] == [rows["grpo"]["strict_after"], rows["dapo"]["strict_after"]]
+
+
+def test_run_one_resumes_a_crashed_run_and_force_starts_over(tmp_path):
+    """A run folder with a complete checkpoint and no summary.json (the job died) is relaunched with
+    --resume_from_checkpoint true; --force relaunches it with false (start over); a finished run is reused."""
+    import sys
+
+    from trl_ext.recipe.compare import run_one
+
+    script = tmp_path / "fake_recipe.py"  # records its arguments and writes a summary, like a recipe
+    script.write_text("import json, sys, pathlib\n"
+                      "out = pathlib.Path(sys.argv[sys.argv.index('--output_dir') + 1])\n"
+                      "(out / 'summary.json').write_text(json.dumps({'argv': sys.argv[1:]}))\n")
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, str(script), "--output_dir", str(run_dir)]
+    (run_dir / "checkpoint-4").mkdir(parents=True)
+    (run_dir / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (run_dir / "checkpoint-6").mkdir()  # cut off while saving: not resumable
+    record = run_one("grpo", 0, cmd, run_dir)
+    assert record["status"] == "ok" and record["resumed_from"] == str(run_dir / "checkpoint-4")
+    assert record["summary"]["argv"][-2:] == ["--resume_from_checkpoint", "true"]
+    assert run_one("grpo", 0, cmd, run_dir)["status"] == "reused"
+    record = run_one("grpo", 0, cmd, run_dir, force=True)
+    assert record["summary"]["argv"][-2:] == ["--resume_from_checkpoint", "false"] and record["resumed_from"] is None

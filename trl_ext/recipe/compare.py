@@ -186,6 +186,11 @@ def run_one(algo, seed, cmd, run_dir: Path, *, force=False, timeout=None, env=No
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in (summary_path, run_dir / "history.jsonl"):  # a forced re-run that fails must not look finished
         stale.unlink(missing_ok=True)
+    # A run that died after writing checkpoints continues from the latest one; --force starts it over.
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        cmd = [*cmd, "--resume_from_checkpoint", "false" if force else "true"]
+        record["resumed_from"] = None if force else str(latest)
     cmd_path.write_text(json.dumps({"command": record["command"]}))
     start = time.time()
     rc = _launch(cmd, log_path, {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}, timeout)
@@ -198,6 +203,14 @@ def run_one(algo, seed, cmd, run_dir: Path, *, force=False, timeout=None, env=No
         text = log_path.read_text(errors="replace") if log_path.exists() else ""
         record["error"] = error_from_log(text, rc) if rc != 0 else "exit 0 but no summary.json written"
     return record
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-<step>`` of a run (trainer_state.json written), or None."""
+    from trl_ext.recipe.run import checkpoints
+
+    complete = checkpoints(run_dir)
+    return complete[-1] if complete else None
 
 
 def _strip_port(command: str) -> str:

@@ -170,9 +170,11 @@ RESUME_LATEST = ("true", "last", "latest")
 RESUME_NEVER = ("false", "no", "none")
 
 
-def _checkpoints(output_dir: Path) -> list[Path]:
-    """``checkpoint-<step>`` folders in ``output_dir``, oldest first."""
+def checkpoints(output_dir: Path, complete: bool = True) -> list[Path]:
+    """``checkpoint-<step>`` folders in ``output_dir``, oldest first; with ``complete``, only those whose
+    trainer_state.json exists (the main process writes it last, so a save cut off by a crash is left out)."""
     found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    found = [p for p in found if not complete or (p / "trainer_state.json").exists()]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
@@ -181,8 +183,7 @@ def resolve_resume(value, output_dir) -> str | None:
     cannot be met. ``value`` is ``--resume_from_checkpoint``: unset, ``true``/``last`` (the latest complete checkpoint in
     ``output_dir``), ``false`` (start fresh even though checkpoints exist) or a checkpoint folder."""
     output_dir = Path(output_dir)
-    # a checkpoint is complete once the main process has written trainer_state.json (the last file Trainer writes)
-    complete = [p for p in _checkpoints(output_dir) if (p / "trainer_state.json").exists()]
+    complete = checkpoints(output_dir)
     text = None if value is None else str(value).strip()
     if text is None or text == "":
         if complete:
@@ -199,7 +200,7 @@ def resolve_resume(value, output_dir) -> str | None:
         return None
     if text.lower() in RESUME_LATEST:
         if not complete:
-            partial = [p.name for p in _checkpoints(output_dir)]
+            partial = [p.name for p in checkpoints(output_dir, complete=False)]
             raise RecipeConfigError(
                 f"--resume_from_checkpoint {text}: no complete checkpoint-* folder (with trainer_state.json) in "
                 f"{output_dir}" + (f" (incomplete: {', '.join(partial)})" if partial else "")
