@@ -46,17 +46,18 @@ def tagged_records(stdout, tag):
     return [line.split(tag + " ", 1)[1] for line in stdout.splitlines() if tag + " " in line]
 
 
-def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env=None):
+def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env=None, mixed_precision="no"):
     """Run `accelerate launch` of `script` with one of the project's configs on CPU; return the CompletedProcess.
 
     CPU settings as DESIGN_NOTES section 4 says: fp32 (`--mixed_precision no`), `DS_ACCELERATOR=cpu` and the gloo
     backend for DeepSpeed, `--use_cpu true` passed to the script for DDP (scripts must accept it, as TrlParser-based ones do).
+    ``mixed_precision=None`` keeps the config's own setting (bf16), as a user who forgot the flag on CPU would.
     """
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ACCELERATE_CONFIGS / f"{config}.yaml"),
         "--num_processes", str(num_processes),
-        "--mixed_precision", "no",
+        *(["--mixed_precision", mixed_precision] if mixed_precision else []),
         "--main_process_port", str(29500 + os.getpid() % 1000),
     ]
     cmd += [str(script), *map(str, args)]

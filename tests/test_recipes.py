@@ -184,12 +184,12 @@ def check_run(summary, results, output_dir, world_size):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
-def run_launch(algo, config, tiny_model_path, tmp_path):
+def run_launch(algo, config, tiny_model_path, tmp_path, mixed_precision="no"):
     from conftest import launch, tagged_records
 
     out = tmp_path / f"{algo}-{config}"
     proc = launch(RECIPES / f"{algo}_math.py", tiny_args(algo, tiny_model_path, str(out)), config=config,
-                  timeout=600, env={"PYTHONPATH": str(REPO / "tests")})
+                  timeout=600, env={"PYTHONPATH": str(REPO / "tests")}, mixed_precision=mixed_precision)
     results = [json.loads(r) for r in tagged_records(proc.stdout, "RECIPE_RESULT")]
     summary = json.loads((out / "summary.json").read_text())
     check_run(summary, results, out, world_size=2)
@@ -200,8 +200,12 @@ def run_launch(algo, config, tiny_model_path, tmp_path):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("algo", ALGOS)
 def test_recipe_two_process_zero3(algo, tiny_model_path, tmp_path):
-    summary, proc = run_launch(algo, "zero3", tiny_model_path, tmp_path)
+    # GRPO launches as a user who forgot `--mixed_precision no` on CPU would: the config's bf16 must be switched off
+    bf16_config = algo == "grpo"
+    summary, proc = run_launch(algo, "zero3", tiny_model_path, tmp_path, mixed_precision=None if bf16_config else "no")
     assert "DeepSpeed ZeRO-3" in summary["hardware"]
+    if bf16_config:
+        assert "ACCELERATE_MIXED_PRECISION bf16 -> no" in proc.stdout + proc.stderr
     if algo == "dpo":
         assert summary["dpo_pairs"]["pairs"] > 0
         assert "DPO pairs:" in proc.stdout

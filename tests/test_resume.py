@@ -193,3 +193,24 @@ def test_relaunch_without_resume_is_refused(tmp_path):
     assert resolve_resume("false", tmp_path) is None
     with pytest.raises(RecipeConfigError, match="not a checkpoint folder"):
         resolve_resume(str(tmp_path / "checkpoint-12"), tmp_path)
+
+
+def test_checkpoints_inside_a_rollout_are_flagged(tmp_path, capsys):
+    from trl import GRPOConfig
+
+    from trl_ext import GSPOConfig
+    from trl_ext.recipe.run import optimizer_steps_per_rollout, warn_checkpoints_inside_rollouts
+
+    common = {"output_dir": str(tmp_path), "bf16": False, "save_strategy": "steps", "report_to": "none"}
+    # GRPO's default: one generation per optimizer step, whatever the gradient accumulation
+    grpo = GRPOConfig(gradient_accumulation_steps=8, save_steps=50, **common)
+    assert optimizer_steps_per_rollout(grpo) == 1
+    gspo = GSPOConfig(gradient_accumulation_steps=2, num_minibatches=4, save_steps=50, **common)
+    assert optimizer_steps_per_rollout(gspo) == 4
+    assert optimizer_steps_per_rollout(GRPOConfig(num_iterations=2, save_steps=50, **common)) == 2
+    warn_checkpoints_inside_rollouts(grpo)
+    assert "optimizer steps per rollout" not in capsys.readouterr().out
+    warn_checkpoints_inside_rollouts(gspo)
+    assert "save_steps=50 is not a multiple of the 4 optimizer steps per rollout" in capsys.readouterr().out
+    warn_checkpoints_inside_rollouts(GSPOConfig(gradient_accumulation_steps=2, **{**common, "save_steps": 40}))
+    assert "optimizer steps per rollout" not in capsys.readouterr().out

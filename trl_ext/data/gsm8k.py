@@ -84,6 +84,11 @@ def _read_raw(source: str, split: str, num_examples: int | None, seed: int):
                 )
         else:
             files = [path]
+        where = ",".join(str(f) for f in files)
+        # datasets fails on an empty JSON file with a bare StopIteration; leave empty files out, and say so if all are
+        files = [f for f in files if f.stat().st_size > 0 and (f.stat().st_size > 64 or f.read_text().strip())]
+        if not files:
+            raise GSM8KFormatError(f"{where}: no usable rows (read 0, skipped 0): the file is empty")
         fmt = "parquet" if files[0].suffix == ".parquet" else "json"
         ds = datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train")
         return ds, ",".join(str(f) for f in files)

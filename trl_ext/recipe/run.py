@@ -216,17 +216,24 @@ def resolve_resume(value, output_dir) -> str | None:
     return str(path)
 
 
+def optimizer_steps_per_rollout(args) -> int:
+    """Optimizer steps per generation of a GRPO-family trainer: it generates once every ``steps_per_generation *
+    num_iterations`` micro-batches, and an optimizer step takes ``gradient_accumulation_steps`` of them."""
+    micro_batches = (getattr(args, "steps_per_generation", None) or 1) * (getattr(args, "num_iterations", None) or 1)
+    return max(micro_batches // max(args.gradient_accumulation_steps, 1), 1)
+
+
 def warn_checkpoints_inside_rollouts(args) -> None:
-    """GRPO-family trainers generate once per ``steps_per_generation * num_iterations`` optimizer steps and keep the
-    rollout in memory, not in the checkpoint: a resume from a checkpoint inside a rollout generates a new one, so the
-    resumed run is valid but no longer step-for-step identical to an uninterrupted run."""
-    every = (getattr(args, "steps_per_generation", None) or 1) * (getattr(args, "num_iterations", None) or 1)
+    """A rollout lives in memory, not in the checkpoint: a resume from a checkpoint inside a rollout generates a new
+    one, so the resumed run is valid but no longer step-for-step identical to an uninterrupted run."""
+    every = optimizer_steps_per_rollout(args) if hasattr(args, "steps_per_generation") else 1
     save_steps = args.save_steps
     if every > 1 and args.save_strategy == "steps" and save_steps >= 1 and int(save_steps) % every:
         log(
-            f"save_steps={int(save_steps)} is not a multiple of steps_per_generation x num_iterations = {every}: "
-            "checkpoints then fall inside a rollout, and a resume from one regenerates that rollout (the run goes on, "
-            f"but differs from an uninterrupted one). Use a multiple of {every} for exact resumes."
+            f"save_steps={int(save_steps)} is not a multiple of the {every} optimizer steps per rollout "
+            "(steps_per_generation x num_iterations / gradient_accumulation_steps): checkpoints then fall inside a "
+            "rollout, and a resume from one regenerates it (the run goes on, but differs from an uninterrupted one). "
+            f"Use a multiple of {every} for exact resumes."
         )
 
 
