@@ -278,3 +278,21 @@ def test_long_prompts_fail_before_the_model_loads_or_are_dropped(tiny_model_path
     assert kept["question"] == [q for q, n in zip(full["question"], lengths) if n <= limit]
     with pytest.raises(ValueError, match="long_prompts must be 'error' or 'drop'"):
         RLScriptArguments(long_prompts="truncate")
+
+
+@pytest.mark.parametrize("path", [p for p in all_recipe_yamls() if "gsm8k" in p.parts],
+                         ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_gpu_yamls_parse_as_on_a_gpu_machine_with_vllm(path, monkeypatch):
+    """The GPU YAMLs keep bf16 and vLLM on a CUDA machine: parse them with the hardware facts of 8 GPUs + vLLM (on
+    this CPU machine the recipes switch both off, which would hide a config that is invalid where it matters)."""
+    import transformers.training_args
+
+    from trl_ext.recipe import hardware
+
+    monkeypatch.setattr(hardware, "_STATE", {"cuda": True, "num_gpus": 8, "deepspeed": True, "zero_stage": "3",
+                                             "vllm": True, "notes": []})
+    monkeypatch.setattr(transformers.training_args, "is_torch_bf16_gpu_available", lambda *a, **k: True)
+    _, training_args, _ = parse(algo_of(path), path)
+    if "smollm2" not in str(path):
+        assert training_args.bf16 is True
+        assert getattr(training_args, "use_vllm", False) is (algo_of(path) in ("grpo", "dapo", "gspo"))
