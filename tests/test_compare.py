@@ -163,7 +163,7 @@ def test_toy_comparison_end_to_end(tiny_model_path, tmp_path, monkeypatch):
 
 def test_run_one_resumes_a_crashed_run_and_force_starts_over(tmp_path):
     """A run folder with a complete checkpoint and no summary.json (the job died) is relaunched with
-    --resume_from_checkpoint true; --force relaunches it with false (start over); a finished run is reused."""
+    --resume_from_checkpoint true; a finished run is reused; --force deletes the checkpoints and starts over."""
     import sys
 
     from trl_ext.recipe.compare import run_one
@@ -182,4 +182,5 @@ def test_run_one_resumes_a_crashed_run_and_force_starts_over(tmp_path):
     assert record["summary"]["argv"][-2:] == ["--resume_from_checkpoint", "true"]
     assert run_one("grpo", 0, cmd, run_dir)["status"] == "reused"
     record = run_one("grpo", 0, cmd, run_dir, force=True)
-    assert record["summary"]["argv"][-2:] == ["--resume_from_checkpoint", "false"] and record["resumed_from"] is None
+    assert "--resume_from_checkpoint" not in record["summary"]["argv"] and record["resumed_from"] is None
+    assert not list(run_dir.glob("checkpoint-*"))

@@ -65,7 +65,7 @@ def test_missing_sources(tmp_path):
     write_jsonl(tmp_path / "test.jsonl", [{"question": "Q?", "answer": "no"}])
     with pytest.raises(GSM8KFormatError, match="no usable rows"):
         load_gsm8k(str(tmp_path), "test", skip_malformed=True)
-    (tmp_path / "train.jsonl").write_text("")  # an empty split
+    (tmp_path / "train.jsonl").write_text(" \n" * 100)  # an empty split (blank lines only)
     with pytest.raises(GSM8KFormatError, match=r"train\.jsonl.*no usable rows \(read 0, skipped 0\)"):
         load_gsm8k(str(tmp_path), "train")
 

@@ -105,10 +105,11 @@ def crash_mid_run(algo, args, output_dir: Path, tmp_path: Path, timeout=400):
     log = open(tmp_path / f"{algo}-crashed.log", "w")
     env = job_env({"TRL_EXT_TEST_STALL_AFTER": str(checkpoint), "TRL_EXT_TEST_STALL_MARKER": str(marker)})
     proc = subprocess.Popen(launch_cmd(algo, args), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    deadline = time.time() + timeout
+    deadline, reached = time.time() + timeout, False
     try:
         while time.time() < deadline and proc.poll() is None:
-            if marker.exists() if algo != "dpo" else checkpoint_complete(checkpoint, 2):
+            reached = marker.exists() if algo != "dpo" else checkpoint_complete(checkpoint, 2)
+            if reached:
                 break
             time.sleep(0.05)
         finished_early = proc.poll() is not None
@@ -119,7 +120,7 @@ def crash_mid_run(algo, args, output_dir: Path, tmp_path: Path, timeout=400):
             kill_tree(proc)
     text = (tmp_path / f"{algo}-crashed.log").read_text(errors="replace")
     assert not finished_early, f"{algo}: the job ended before it could be killed\n{text[-4000:]}"
-    assert time.time() < deadline, f"{algo}: {checkpoint.name} never completed\n{text[-4000:]}"
+    assert reached, f"{algo}: {checkpoint.name} never completed\n{text[-4000:]}"
     return text
 
 
@@ -168,11 +169,18 @@ def test_sigkill_mid_step_then_resume_matches_uninterrupted(algo, tiny_model_pat
 
     summary = json.loads((crashed_dir / "summary.json").read_text())
     assert summary["global_step"] == last
+    # it really continued from the checkpoint: only the remaining steps ran in the resumed process
+    saved = SAVE_STEPS.get(algo, 2)
+    assert summary["resumed_from"] == str(crashed_dir / f"checkpoint-{saved}")
+    assert len(summary["step_times"]) == last - saved
     reference, after = step_logs(reference_dir), step_logs(crashed_dir)
     assert sorted(reference) == sorted(after) == list(range(1, last + 1))
     for step in range(1, last + 1):
         # steps up to the checkpoint come back from its trainer_state.json; later ones were recomputed after the resume
         assert_same_metrics(reference[step], after[step], step, tolerance=1e-4)
+    # training time goes on from the checkpoint's instead of restarting at 0
+    elapsed = [after[step]["elapsed_s"] for step in range(1, last + 1)]
+    assert elapsed == sorted(elapsed), elapsed
 
 
 def test_relaunch_without_resume_is_refused(tmp_path):

@@ -63,6 +63,15 @@ def make_prompt(question: str, instruction: str | None = DEFAULT_INSTRUCTION, sy
     return messages + [{"role": "user", "content": content}]
 
 
+def _is_blank(path: Path) -> bool:
+    """Whether a file holds nothing but whitespace (read in chunks: a real data file stops at its first byte)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if chunk.strip():
+                return False
+    return True
+
+
 def _read_raw(source: str, split: str, num_examples: int | None, seed: int):
     """Return (raw rows as a datasets.Dataset or list of dicts, description of where they came from)."""
     import datasets
@@ -86,7 +95,7 @@ def _read_raw(source: str, split: str, num_examples: int | None, seed: int):
             files = [path]
         where = ",".join(str(f) for f in files)
         # datasets fails on an empty JSON file with a bare StopIteration; leave empty files out, and say so if all are
-        files = [f for f in files if f.stat().st_size > 0 and (f.stat().st_size > 64 or f.read_text().strip())]
+        files = [f for f in files if not _is_blank(f)]
         if not files:
             raise GSM8KFormatError(f"{where}: no usable rows (read 0, skipped 0): the file is empty")
         fmt = "parquet" if files[0].suffix == ".parquet" else "json"

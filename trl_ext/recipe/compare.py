@@ -29,6 +29,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 from trl_ext.recipe.config import load_recipe_yaml
+from trl_ext.recipe.run import checkpoints
 
 ALGOS = ("ppo", "dpo", "grpo", "dapo", "gspo")
 # Dataclass defaults (TrainingArguments / GRPOConfig in TRL 1.16) for keys that a YAML leaves unset.
@@ -186,11 +188,15 @@ def run_one(algo, seed, cmd, run_dir: Path, *, force=False, timeout=None, env=No
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in (summary_path, run_dir / "history.jsonl"):  # a forced re-run that fails must not look finished
         stale.unlink(missing_ok=True)
-    # A run that died after writing checkpoints continues from the latest one; --force starts it over.
+    # A run that died after writing checkpoints continues from the latest one; --force starts it over, deleting its
+    # checkpoints (the folder belongs to the comparison) so that a later resume cannot pick up the abandoned run.
+    if force:
+        for old in checkpoints(run_dir, complete=False):
+            shutil.rmtree(old)
     latest = latest_checkpoint(run_dir)
+    record["resumed_from"] = str(latest) if latest is not None else None
     if latest is not None:
-        cmd = [*cmd, "--resume_from_checkpoint", "false" if force else "true"]
-        record["resumed_from"] = None if force else str(latest)
+        cmd = [*cmd, "--resume_from_checkpoint", "true"]
     cmd_path.write_text(json.dumps({"command": record["command"]}))
     start = time.time()
     rc = _launch(cmd, log_path, {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}, timeout)
@@ -207,8 +213,6 @@ def run_one(algo, seed, cmd, run_dir: Path, *, force=False, timeout=None, env=No
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete ``checkpoint-<step>`` of a run (trainer_state.json written), or None."""
-    from trl_ext.recipe.run import checkpoints
-
     complete = checkpoints(run_dir)
     return complete[-1] if complete else None
 

@@ -32,19 +32,23 @@ EMBEDDED_MODEL_NAMES = (None, "", "embedded", "warm_start")
 
 def _wall_clock_callback():
     """A ``TrainerCallback`` that stamps each ``log_history`` entry with ``elapsed_s`` (seconds since training
-    started) and records every optimizer step's end time in ``step_times`` (for per-step wall-clock plots)."""
+    started; after a resume, counted on from the checkpoint's last logged time, so the time lost to the crash is left
+    out) and records the end time of every optimizer step this process ran in ``step_times``."""
     from transformers import TrainerCallback
 
     class WallClock(TrainerCallback):
         def __init__(self):
             self.start = None
+            self.offset = 0.0  # a resumed run goes on from the training time its checkpoint had logged
             self.step_times: list[float] = []
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.start = time.time()
+            logged = [h["elapsed_s"] for h in state.log_history if isinstance(h.get("elapsed_s"), int | float)]
+            self.offset = float(logged[-1]) if logged else 0.0
 
         def _elapsed(self) -> float:
-            return time.time() - (self.start if self.start is not None else time.time())
+            return self.offset + time.time() - (self.start if self.start is not None else time.time())
 
         def on_step_end(self, args, state, control, **kwargs):
             self.step_times.append(self._elapsed())
@@ -189,9 +193,9 @@ def resolve_resume(value, output_dir) -> str | None:
         if complete:
             raise RecipeConfigError(
                 f"output_dir {output_dir} already holds checkpoints ({', '.join(p.name for p in complete)}) from an "
-                "earlier run. Pass --resume_from_checkpoint true to continue it, --resume_from_checkpoint false to "
-                "start over in the same folder (checkpoint rotation may then delete the old ones), or choose another "
-                "--output_dir."
+                "earlier run. Pass --resume_from_checkpoint true to continue it, or choose another --output_dir "
+                "(--resume_from_checkpoint false starts over in this folder, but the old checkpoints stay there until "
+                "rotation deletes them, and a later 'true' would pick the highest step, which may be an old one)."
             )
         return None
     if text.lower() in RESUME_NEVER:
@@ -217,10 +221,12 @@ def resolve_resume(value, output_dir) -> str | None:
 
 
 def optimizer_steps_per_rollout(args) -> int:
-    """Optimizer steps per generation of a GRPO-family trainer: it generates once every ``steps_per_generation *
-    num_iterations`` micro-batches, and an optimizer step takes ``gradient_accumulation_steps`` of them."""
+    """Optimizer steps between points where a rollout and an optimizer step end together. A GRPO-family trainer
+    generates once every ``steps_per_generation * num_iterations`` micro-batches and steps the optimizer every
+    ``gradient_accumulation_steps`` micro-batches: both line up every lcm of the two micro-batches."""
     micro_batches = (getattr(args, "steps_per_generation", None) or 1) * (getattr(args, "num_iterations", None) or 1)
-    return max(micro_batches // max(args.gradient_accumulation_steps, 1), 1)
+    accumulation = max(args.gradient_accumulation_steps, 1)
+    return math.lcm(micro_batches, accumulation) // accumulation
 
 
 def warn_checkpoints_inside_rollouts(args) -> None:
@@ -231,9 +237,10 @@ def warn_checkpoints_inside_rollouts(args) -> None:
     if every > 1 and args.save_strategy == "steps" and save_steps >= 1 and int(save_steps) % every:
         log(
             f"save_steps={int(save_steps)} is not a multiple of the {every} optimizer steps per rollout "
-            "(steps_per_generation x num_iterations / gradient_accumulation_steps): checkpoints then fall inside a "
-            "rollout, and a resume from one regenerates it (the run goes on, but differs from an uninterrupted one). "
-            f"Use a multiple of {every} for exact resumes."
+            "(lcm(steps_per_generation x num_iterations, gradient_accumulation_steps) / gradient_accumulation_steps): "
+            "checkpoints then fall inside a rollout, and a resume from one starts a new rollout there (the run goes "
+            f"on, but its data and rollout boundaries differ from an uninterrupted run). Use a multiple of {every} "
+            "for exact resumes."
         )
 
 
@@ -403,9 +410,10 @@ class RecipeRun:
         if s.eval_before:
             if acc.is_main_process:
                 stored = output_dir / "eval_before" / "summary.json"
-                if self.resume_from is not None and stored.exists():  # the start model did not change
-                    before = json.loads(stored.read_text())
-                    log(f"resumed run: reusing the start model's evaluation {stored}")
+                stored = json.loads(stored.read_text()) if self.resume_from is not None and stored.exists() else None
+                if stored is not None and self._same_evaluation(stored):  # the start model did not change
+                    before = stored
+                    log(f"resumed run: reusing the start model's evaluation {output_dir / 'eval_before'}")
                 else:
                     before = self.evaluate(self.model_path, "before")
             acc.wait_for_everyone()
@@ -422,7 +430,7 @@ class RecipeRun:
             torch.cuda.reset_peak_memory_stats()
         start = time.time()
         train_result = trainer.train(resume_from_checkpoint=self.resume_from)
-        train_seconds = time.time() - start
+        train_seconds = wall_clock.offset + time.time() - start
         self.extra["step_times"] = wall_clock.step_times
         self.extra["peak_memory"] = peak_memory()
 
@@ -461,6 +469,15 @@ class RecipeRun:
         shutdown_distributed()
         return summary if summary is not None else result
 
+    def _same_evaluation(self, stored: dict) -> bool:
+        """Whether a stored evaluation of the start model was made with the current evaluation settings."""
+        s = self.script_args
+        wanted = {"model": str(self.model_path), "source": s.dataset_source, "split": s.dataset_test_split,
+                  "max_new_tokens": s.eval_max_new_tokens}
+        if any(stored.get(k) != v for k, v in wanted.items()):
+            return False
+        return s.eval_limit is None or stored.get("num_problems") == s.eval_limit
+
     def _summary(self, trainer, train_result, train_seconds, before, after, final_dir) -> dict:
         history = trainer.state.log_history
         losses = [h["loss"] for h in history if "loss" in h]
@@ -483,6 +500,7 @@ class RecipeRun:
             "world_size": trainer.accelerator.num_processes,
             "global_step": trainer.state.global_step,
             "train_seconds": train_seconds,
+            "resumed_from": self.resume_from,
             "train_loss": getattr(train_result, "training_loss", None),
             "losses": losses,
             "losses_finite": bool(losses) and all(math.isfinite(x) for x in losses),

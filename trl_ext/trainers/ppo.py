@@ -11,7 +11,6 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.nn.parallel import DistributedDataParallel
 from transformers import AutoModelForTokenClassification
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import disable_dropout_in_model, get_config_model_id, use_adapter
 
@@ -280,11 +279,11 @@ class PPOTrainer(GRPOTrainer):
 
             self.critic.load_state_dict(load_file(path, device="cpu"))
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+    def _save_optimizer_and_scheduler(self, output_dir):
+        # With the optimizer, i.e. before Trainer writes trainer_state.json, which marks a checkpoint as complete.
+        super()._save_optimizer_and_scheduler(output_dir)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            with open(os.path.join(folder, KL_STATE_FILE), "w") as f:
+            with open(os.path.join(output_dir, KL_STATE_FILE), "w") as f:
                 json.dump({"kl_coef": self.kl_ctl.value}, f)
 
     def _load_optimizer_and_scheduler(self, checkpoint):

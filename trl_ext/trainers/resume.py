@@ -50,8 +50,10 @@ class ResumeStateCallback(TrainerCallback):
             return
         sampler = find_repeat_sampler(train_dataloader)
         if sampler is not None and sampler.shuffle:
-            # the same arithmetic as Trainer's epochs_trained
-            steps_per_epoch = max(len(train_dataloader) // args.gradient_accumulation_steps, 1)
+            # Trainer's arithmetic (set_initial_training_values, _init_training_state): a last, partial accumulation
+            # window still counts as an optimizer step of the epoch
+            batches, accumulation = len(train_dataloader), args.gradient_accumulation_steps
+            steps_per_epoch = max(batches // accumulation + int(batches % accumulation > 0), 1)
             epochs_trained = state.global_step // steps_per_epoch
             for _ in range(epochs_trained):
                 next(iter(sampler), None)  # the permutation is drawn on the first element of each epoch
