@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from test_recipes import RECIPES, length_reward, tiny_args
 
+from trl_ext.recipe.checkpoints import resolve_resume
 from trl_ext.recipe.config import RecipeConfigError
-from trl_ext.recipe.run import resolve_resume
 
 REPO = Path(__file__).resolve().parents[1]
 # GSPO updates 4 times per rollout: checkpoints at rollout boundaries (a resume from inside a rollout regenerates
@@ -207,7 +207,7 @@ def test_checkpoints_inside_a_rollout_are_flagged(tmp_path, capsys):
     from trl import GRPOConfig
 
     from trl_ext import GSPOConfig
-    from trl_ext.recipe.run import optimizer_steps_per_rollout, warn_checkpoints_inside_rollouts
+    from trl_ext.recipe.checkpoints import optimizer_steps_per_rollout, warn_checkpoints_inside_rollouts
 
     common = {"output_dir": str(tmp_path), "bf16": False, "save_strategy": "steps", "report_to": "none"}
     # GRPO's default: one generation per optimizer step, whatever the gradient accumulation

@@ -37,8 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from trl_ext.recipe.checkpoints import checkpoints
 from trl_ext.recipe.config import load_recipe_yaml
-from trl_ext.recipe.run import checkpoints
 
 ALGOS = ("ppo", "dpo", "grpo", "dapo", "gspo")
 # Dataclass defaults (TrainingArguments / GRPOConfig in TRL 1.16) for keys that a YAML leaves unset.
@@ -193,7 +193,8 @@ def run_one(algo, seed, cmd, run_dir: Path, *, force=False, timeout=None, env=No
     if force:
         for old in checkpoints(run_dir, complete=False):
             shutil.rmtree(old)
-    latest = latest_checkpoint(run_dir)
+    complete = checkpoints(run_dir)
+    latest = complete[-1] if complete else None
     record["resumed_from"] = str(latest) if latest is not None else None
     if latest is not None:
         cmd = [*cmd, "--resume_from_checkpoint", "true"]
@@ -209,12 +210,6 @@ def run_one(algo, seed, cmd, run_dir: Path, *, force=False, timeout=None, env=No
         text = log_path.read_text(errors="replace") if log_path.exists() else ""
         record["error"] = error_from_log(text, rc) if rc != 0 else "exit 0 but no summary.json written"
     return record
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-<step>`` of a run (trainer_state.json written), or None."""
-    complete = checkpoints(run_dir)
-    return complete[-1] if complete else None
 
 
 def _strip_port(command: str) -> str:
