@@ -165,6 +165,19 @@ def test_kl_penalty_matches_loop():
         kl_penalty(logp, ref, "k2")
 
 
+def test_k3_kl_is_clamped():
+    """Issue 10 item 6: k3 = exp(-x) + x - 1 explodes when the policy gives a token far more mass than the reference
+    (kl_penalty([-20], [-1], "k3") was 1.8e8 and would swamp the reward). Clamped to [-10, 10] as verl's low-variance KL
+    is; the log-ratio is bounded first, so no exp overflows to inf; inside the bound nothing changes."""
+    out = kl_penalty(torch.tensor([-20.0, -1.0, 0.0, -300.0]), torch.tensor([-1.0, -20.0, -500.0, 0.0]), "k3")
+    assert torch.isfinite(out).all()
+    assert out[0].item() == 10.0  # 1.8e8 unclamped
+    assert out[1].item() == 10.0  # exp(-19) + 19 - 1 = 18, clamped as well
+    assert (out <= 10.0).all() and (out >= 0.0).all()
+    moderate = kl_penalty(torch.tensor([-2.0]), torch.tensor([-1.0]), "k3")
+    assert moderate.item() == pytest.approx(math.exp(1.0) - 1.0 - 1.0)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_token_level_rewards_matches_loop(layout, seed):

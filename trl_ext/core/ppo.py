@@ -122,11 +122,17 @@ def value_loss(
     return loss, clipfrac
 
 
+K3_LOG_RATIO_BOUND = 20.0  # verl core_algos.kl_penalty "low_var_kl": clamp of the log-ratio before exp
+K3_BOUND = 10.0  # and of the estimate
+
+
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
     """Per-token estimate of KL(pi || pi_ref) from samples of pi (Schulman 2020).
 
     ``k1 = logp - ref_logp`` (unbiased, can be negative); ``k3 = exp(ref_logp - logp) - (ref_logp - logp) - 1``
-    (unbiased, always >= 0, lower variance).
+    (unbiased, always >= 0, lower variance). k3 grows exponentially in ``ref_logp - logp``, so as verl's
+    low-variance KL it is computed from the log-ratio clamped to [-20, 20] and the result clamped to [-10, 10]: one
+    token the reference finds very unlikely cannot swamp the sequence's reward.
 
     Args:
         logp: (B, T) log-probs of the sampled tokens under the policy that sampled them.
@@ -140,7 +146,8 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1"
     if estimator == "k1":
         return log_ratio
     if estimator == "k3":
-        return torch.exp(-log_ratio) + log_ratio - 1.0
+        x = log_ratio.clamp(-K3_LOG_RATIO_BOUND, K3_LOG_RATIO_BOUND)
+        return (torch.exp(-x) + x - 1.0).clamp(-K3_BOUND, K3_BOUND)
     raise ValueError(f"Unknown KL estimator {estimator!r}: use 'k1' or 'k3'.")
 
 
