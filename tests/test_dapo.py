@@ -192,3 +192,22 @@ def test_stress_zero3_uneven_keep_rates_and_exhaustion(tiny_model_path, tmp_path
     assert results[0]["batch_rows"] == [12] * 30
     assert any(f > 0 for f in results[0]["filled"]), "no step exhausted the round limit"
     assert any(f == 0 for f in results[0]["filled"]), "every step exhausted the round limit"
+
+
+def test_importance_sampling_ratio_padding_is_neutral():
+    """Issue 10 item 8: re-assembled rounds of different widths pad ``importance_sampling_ratio`` (vLLM's token-level
+    correction) with its neutral value 1.0, not 0.0. TRL's ``loss_type="vespo"`` sums log(ratio) over all positions
+    without the mask, so a 0.0 pad (clamped to 1e-8) added log(1e-8) per pad column to a sequence's weight."""
+    from types import SimpleNamespace
+
+    def round_output(width, rows=2):
+        return {"prompt_ids": torch.ones(rows, 2, dtype=torch.long), "prompt_mask": torch.ones(rows, 2, dtype=torch.long),
+                "completion_ids": torch.ones(rows, width, dtype=torch.long),
+                "completion_mask": torch.ones(rows, width, dtype=torch.long),
+                "importance_sampling_ratio": torch.full((rows, width), 0.5), "advantages": torch.zeros(rows)}
+
+    rank0 = SimpleNamespace(_tokenizer=SimpleNamespace(pad_token_id=0), accelerator=SimpleNamespace(process_index=0))
+    batch = DAPOTrainer._assemble(rank0, [round_output(3), round_output(5)], torch.arange(4), rows_local=4)
+    ratio = batch["importance_sampling_ratio"]
+    assert ratio.shape == (4, 5) and (ratio[:2, 3:] == 1.0).all()
+    assert torch.allclose(ratio.log().sum(dim=1), torch.full((4,), 0.5).log() * torch.tensor([3.0, 3, 5, 5]))

@@ -50,7 +50,7 @@ _PADDING = {
     "old_per_token_logps": ("right", 0.0),
     "ref_per_token_logps": ("right", 0.0),
     "sampling_per_token_logps": ("right", 0.0),
-    "importance_sampling_ratio": ("right", 0.0),
+    "importance_sampling_ratio": ("right", 1.0),  # neutral: vespo sums log(ratio) over unmasked columns too
     "advantages": None,
 }
 OVERLONG_REWARD_NAME = "overlong_reward"
