@@ -68,6 +68,17 @@ def test_config_rejects_invalid(tmp_path, kwargs, match):
         make_args(tmp_path, **kwargs)
 
 
+def test_ppo_under_fsdp_is_rejected(tmp_path, monkeypatch):
+    """Issue 10 item 2: the critic runs outside the root FSDP forward, so PPO under FSDP (the shipped
+    accelerate_configs/fsdp2.yaml, or TrainingArguments' fsdp) must fail at config time, naming what works instead."""
+    with pytest.raises(ValueError, match=r"FSDP.*ZeRO-2 or ZeRO-3.*zero3.yaml"):
+        make_args(tmp_path, fsdp="full_shard")
+    make_args(tmp_path)  # without FSDP: fine
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --config_file fsdp2.yaml` sets
+    with pytest.raises(ValueError, match=r"FSDP.*ZeRO-2 or ZeRO-3"):
+        make_args(tmp_path)
+
+
 # --- 1-process training -------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ rewards and the adaptive KL controller (Ziegler et al. 2019; Ouyang et al. 2022)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
@@ -185,6 +186,13 @@ class PPOConfig(GRPOConfig):
             not self.use_vllm,
             "use_vllm=True is not supported by PPOTrainer yet: the critic is a submodule of the policy and TRL's "
             "vLLM weight sync would push its weights too. Set use_vllm=False.",
+        )
+        fsdp_env = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+        check(
+            not (self.fsdp or fsdp_env),
+            "PPOTrainer does not support FSDP: the critic is called outside the policy's root FSDP forward, so its "
+            "sharded parameters would not be gathered. Use DeepSpeed ZeRO-2 or ZeRO-3 instead "
+            "(accelerate launch --config_file accelerate_configs/zero3.yaml ...).",
         )
         check(
             self.importance_sampling_level == "token",
