@@ -11,6 +11,7 @@ from trl_ext.core.ppo import (
     explained_variance,
     gae,
     kl_penalty,
+    mean_token_kl,
     token_level_rewards,
     value_loss,
     whiten,
@@ -225,6 +226,26 @@ def test_whiten_and_explained_variance_match_loop(layout, seed):
 
 def test_explained_variance_constant_returns_is_nan():
     assert math.isnan(explained_variance(torch.randn(2, 3), torch.ones(2, 3), torch.ones(2, 3)).item())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mean_token_kl_matches_loop(layout):
+    """Issue 10 item 4: the controller's KL is a per-token mean per sequence, averaged over sequences (verl's unit for
+    its target 0.1), not a sum over tokens. Loop reference; rows without valid tokens are left out."""
+    gen = torch.Generator().manual_seed(3)
+    mask = random_mask(5, 7, layout, gen)  # row 0 empty
+    kl = torch.randn(mask.shape, generator=gen, dtype=torch.float64)
+    per_row = []
+    for b in range(mask.size(0)):
+        n = int(mask[b].sum())
+        if n:
+            per_row.append(sum(kl[b, t].item() for t in range(mask.size(1)) if mask[b, t]) / n)
+    expected = sum(per_row) / len(per_row) if per_row else 0.0
+    assert mean_token_kl(kl, mask).item() == pytest.approx(expected, abs=1e-12)
+    # Twice as long sequences with the same per-token KL: the same value (a sum would double).
+    ones = torch.ones(2, 8, dtype=torch.float64)
+    assert mean_token_kl(ones * 0.1, ones).item() == pytest.approx(
+        mean_token_kl(ones[:, :4] * 0.1, ones[:, :4]).item())
 
 
 def test_adaptive_kl_controller():

@@ -106,6 +106,34 @@ def make_trainer(tiny_model_path, args, dataset=None):
     )
 
 
+def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_path, monkeypatch):
+    """Issue 10 item 4: the controller used to get the KL *summed* per sequence, while its target (verl's 0.1) is a
+    per-token mean, so kl_coef grew when it should fall. The trainer must hand it ``mean_token_kl`` of the rollout
+    (pinned to the pure function, tested against a loop in test_core_ppo.py), and log the same value as ``ppo/kl``."""
+    import trl_ext.trainers.ppo as ppo_module
+    from trl_ext.core.ppo import adaptive_kl_update, mean_token_kl
+
+    seen = []
+
+    def spy(kl, mask):
+        value = mean_token_kl(kl, mask)
+        seen.append((value.item(), int(mask.size(0))))
+        return value
+
+    monkeypatch.setattr(ppo_module, "mean_token_kl", spy)
+    args = make_args(tmp_path, max_steps=2, learning_rate=1e-2, kl_coef=0.05, kl_target=0.1, kl_horizon=100)
+    trainer = make_trainer(tiny_model_path, args)
+    trainer.train()
+    assert len(seen) == 2
+    expected = 0.05
+    for value, rows in seen:
+        expected = adaptive_kl_update(expected, value, 0.1, 100, rows)
+    assert trainer.kl_ctl.value == pytest.approx(expected)
+    logged = [h["ppo/kl"] for h in trainer.state.log_history if "ppo/kl" in h]
+    assert logged == pytest.approx([v for v, _ in seen])
+    assert seen[1][0] != 0.0  # the policy moved away from the reference, so the KL is a real number to track
+
+
 def test_critic_learns_explained_variance_rises(tiny_model_path, tmp_path):
     # Critic warm-up for the whole run: only the critic learns, the policy must stay exactly as it was.
     args = make_args(

@@ -216,12 +216,32 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return torch.where(var_r > 0, 1.0 - var_res / var_r.clamp(min=1e-12), torch.full_like(var_r, math.nan))
 
 
+def mean_token_kl(kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The KL the adaptive controller tracks: each sequence's mean KL per valid token, averaged over the sequences
+    that have a valid token (verl: ``masked_mean(kld, mask, axis=-1).mean()``; its adaptive target 0.1 is in this
+    unit). A sum over tokens instead would be about ``length`` times larger and drive ``kl_coef`` up, not down.
+
+    Args:
+        kl: (B, T) per-token KL estimates. mask: (B, T) 1 for valid tokens.
+
+    Returns:
+        Scalar tensor (0 when no row has a valid token).
+    """
+    mask = mask.to(kl.dtype)
+    counts = mask.sum(dim=-1)
+    rows = counts > 0
+    if not rows.any():
+        return kl.new_zeros(())
+    per_sequence = (kl * mask).sum(dim=-1)[rows] / counts[rows]
+    return per_sequence.mean()
+
+
 def adaptive_kl_update(kl_coef: float, current_kl: float, target: float, horizon: float, n_steps: int) -> float:
     """One update of the adaptive KL controller (Ziegler et al. 2019, sec. 2.2).
 
     ``e = clip(current_kl / target - 1, -0.2, 0.2)``; ``kl_coef <- kl_coef * (1 + e * n_steps / horizon)``.
-    ``current_kl`` is the mean KL of a sequence (summed over its tokens), ``n_steps`` the number of sequences the
-    estimate came from.
+    ``current_kl`` is the per-token mean KL (``mean_token_kl``: the unit of verl's target 0.1), ``n_steps`` the
+    number of sequences the estimate came from.
     """
     error = min(max(current_kl / target - 1.0, -0.2), 0.2)
     return kl_coef * (1.0 + error * n_steps / horizon)

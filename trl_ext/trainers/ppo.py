@@ -20,6 +20,7 @@ from trl_ext.core.ppo import (
     gae,
     kl_penalty,
     masked_mean,
+    mean_token_kl,
     token_level_rewards,
     value_loss,
     whiten,
@@ -217,15 +218,16 @@ class PPOTrainer(GRPOTrainer):
             advantages = whiten(g_adv, g_mask)[rank * B : (rank + 1) * B, :T]
         out["advantages"], out["old_values"], out["returns"] = advantages, values, returns
 
-        kl_per_seq = g_kl.sum(dim=1).mean().item()  # Ziegler et al.'s KL: per sequence, summed over tokens
+        kl_per_token = mean_token_kl(g_kl, g_mask).item()  # the controller's unit (verl's target 0.1)
         metrics = self._metrics[mode]
-        metrics["ppo/kl"].append(kl_per_seq)
+        metrics["ppo/kl"].append(kl_per_token)
+        metrics["ppo/kl_per_sequence"].append(g_kl.sum(dim=1).mean().item())  # summed over tokens
         metrics["ppo/kl_coef"].append(kl_coef)
         metrics["ppo/returns_mean"].append(masked_mean(g_returns, g_mask).item())
         metrics["ppo/values_mean"].append(masked_mean(g_values, g_mask).item())
         metrics["ppo/advantages_mean"].append(masked_mean(g_adv, g_mask).item())  # before whitening
         if mode == "train":
-            self.kl_ctl.update(kl_per_seq, n_steps=g_mask.size(0))
+            self.kl_ctl.update(kl_per_token, n_steps=g_mask.size(0))
         return out
 
     # ----- loss -----------------------------------------------------------------------------------------------------

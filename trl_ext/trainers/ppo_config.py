@@ -88,8 +88,9 @@ class PPOConfig(GRPOConfig):
     kl_target: float | None = field(
         default=None,
         metadata={
-            "help": "Target KL per sequence of the adaptive KL controller (Ziegler et al. 2019). None (default) "
-            "keeps `kl_coef` fixed, as TRL 1.12 and verl do by default; verl's adaptive setting uses 0.1."
+            "help": "Target KL of the adaptive KL controller (Ziegler et al. 2019), as a per-token mean: each "
+            "sequence's mean KL per completion token, averaged over sequences (the unit of verl's 0.1 and of the "
+            "logged `ppo/kl`). None (default) keeps `kl_coef` fixed, as TRL 1.12 and verl do by default."
         },
     )
     kl_horizon: float = field(
