@@ -66,6 +66,18 @@ def test_exhaustion_fill_and_error(tiny_model_path, tmp_path):
         trainer.train()
 
 
+def test_dynamic_sampling_on_an_iterable_dataset_is_rejected(tiny_model_path, tmp_path):
+    """Issue 10 item 3: refill rounds draw prompts by index from the training set, which a streamed
+    (``IterableDataset``) one has not: this failed at the first refill with "has no len()". Now at construction, with
+    the way out; without dynamic sampling a stream trains as in GRPOTrainer."""
+    stream = keep_rate_dataset(32, 0.5).to_iterable_dataset()
+    with pytest.raises(ValueError, match=r"dynamic_sampling.*IterableDataset.*dynamic_sampling=False"):
+        make_trainer(tiny_model_path, tmp_path, stream, [KeepRateReward()], max_steps=1)
+    trainer = make_trainer(tiny_model_path, tmp_path, stream, [KeepRateReward()], max_steps=1, dynamic_sampling=False)
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
 def test_waste_stays_near_ideal(tiny_model_path, tmp_path):
     # 8 groups per batch of G=2, half of all prompts are flat: the ideal is 1 / 0.5 = 2 groups generated per group.
     trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(256, 0.5), [KeepRateReward()],

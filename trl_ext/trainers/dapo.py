@@ -82,6 +82,13 @@ class DAPOTrainer(GRPOTrainer):
             )
             if args.reward_weights is not None and len(args.reward_weights) == len(reward_funcs) - 1:
                 args.reward_weights = [*args.reward_weights, 1.0]  # the penalty factor already sets its scale
+        train_dataset = kwargs.get("train_dataset")
+        if args.dynamic_sampling and train_dataset is not None and not hasattr(train_dataset, "__len__"):
+            raise ValueError(
+                f"dynamic_sampling=True draws refill prompts by index from the training set, and a streamed "
+                f"{type(train_dataset).__name__} (IterableDataset) has no index: pass a map-style datasets.Dataset "
+                "(e.g. datasets.load_dataset(..., streaming=False)) or set dynamic_sampling=False."
+            )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
 
         names = list(self.reward_func_names)
