@@ -187,6 +187,25 @@ def test_reassembled_rows_stay_aligned(tiny_model_path, tmp_path):
         assert torch.allclose(logps[valid], batch["old_per_token_logps"][valid], atol=1e-4)
 
 
+def test_reassembled_reference_logps_stay_aligned(tiny_model_path, tmp_path):
+    """Issue 10 item 15: with beta > 0 the rollout carries the reference model's log-probs, re-assembled across
+    refill rounds like every other field. With learning rate 0 the policy is the reference, so each kept row's
+    ``ref_per_token_logps`` must equal its log-probs recomputed now, in whatever round and at whatever width."""
+    trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(64, 0.3), [KeepRateReward()], max_steps=2,
+                           learning_rate=0.0, beta=0.04, per_device_train_batch_size=8)
+    trainer.train()
+    assert max(logged(trainer, "dapo/generation_rounds")) >= 2
+    for batch in trainer.batches:
+        assert "ref_per_token_logps" in batch
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        with torch.no_grad():
+            logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask,
+                                                                     batch["completion_ids"].size(1))
+        valid = batch["completion_mask"].bool()
+        assert torch.allclose(logps[valid], batch["ref_per_token_logps"][valid], atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_stress_zero3_uneven_keep_rates_and_exhaustion(tiny_model_path, tmp_path):

@@ -92,15 +92,26 @@ def main():
 
     critic_before = full_state(trainer, trainer.critic)
     policy_module = trainer.model.get_base_model() if cli.peft else trainer.model
-    policy_trainable = [p for n, p in policy_module.named_parameters() if "ppo_critic" not in n and p.requires_grad]
+    policy_trainable = [n for n, p in policy_module.named_parameters() if "ppo_critic" not in n and p.requires_grad]
+
+    def policy_state():
+        state = full_state(trainer, policy_module)
+        return {n: state[n] for n in policy_trainable}
+
+    policy_before = policy_state()
     trainer.train()
     critic_after = full_state(trainer, trainer.critic)
+    policy_after = policy_state()
     # trainable policy params: compare a fingerprint across ranks and with the initial weights (LoRA B starts at 0)
     assert not torch.equal(flat(critic_after), flat(critic_before)), "critic did not change"
     fp = torch.stack([flat(critic_after).sum(), flat(critic_after).abs().sum()]).unsqueeze(0)
     fps = gather(fp)
     assert torch.allclose(fps[0], fps[1], rtol=1e-5), f"critic differs across ranks: {fps.tolist()}"
     assert policy_trainable, "no trainable policy parameters"
+    # issue 10 item 15: the docstring promised this check, which was missing
+    assert not torch.equal(flat(policy_after), flat(policy_before)), "policy did not change"
+    fps = gather(torch.stack([flat(policy_after).sum(), flat(policy_after).abs().sum()]).unsqueeze(0))
+    assert torch.allclose(fps[0], fps[1], rtol=1e-5), f"policy differs across ranks: {fps.tolist()}"
 
     logs = [h for h in trainer.state.log_history if "ppo/value_loss" in h]
     assert len(logs) == 2, trainer.state.log_history
