@@ -5,7 +5,7 @@ import json
 import pytest
 
 from trl_ext.data import gsm8k as gsm8k_module
-from trl_ext.data.gsm8k import DEFAULT_INSTRUCTION, GSM8KFormatError, load_gsm8k
+from trl_ext.data.gsm8k import DEFAULT_INSTRUCTION, GSM8KFormatError, load_gsm8k, reasoning_steps
 from trl_ext.data.synthetic import generate_problems, split_of
 from trl_ext.rewards import accuracy_reward
 
@@ -88,9 +88,18 @@ def test_hub_id_goes_to_the_hub_with_config_main(monkeypatch):
 def test_synthetic_generator():
     train = generate_problems(2000, "train", seed=0)
     test = generate_problems(200, "test", seed=0)
-    assert not {r["question"] for r in train} & {r["question"] for r in test}
-    assert all(split_of(r["question"]) == "test" for r in test)
-    assert len({r["question"] for r in test}) == 200
+    validation = generate_problems(200, "validation", seed=0)
+    splits = {"train": train, "validation": validation, "test": test}
+    questions = {name: {r["question"] for r in rows} for name, rows in splits.items()}
+    # Three disjoint splits, whatever the seed: the validation split is carved from the training problems' hash range.
+    assert not questions["train"] & questions["test"]
+    assert not questions["train"] & questions["validation"]
+    assert not questions["validation"] & questions["test"]
+    for name, rows in splits.items():
+        assert all(split_of(r["question"]) == name for r in rows)
+    assert len(questions["test"]) == 200 and len(questions["validation"]) == 200
+    shares = [split_of(f"question {i}") for i in range(5000)]
+    assert 0.08 < shares.count("test") / 5000 < 0.12 and 0.08 < shares.count("validation") / 5000 < 0.12
     # Seeded: the same call gives the same rows; another seed gives others.
     assert generate_problems(50, "train", seed=0) == train[:50]
     assert generate_problems(50, "train", seed=1) != train[:50]
@@ -113,3 +122,16 @@ def test_synthetic_loads_through_the_same_path_and_scores():
     ds = load_gsm8k("synthetic", "test", num_examples=100)
     assert len(ds) == 100
     assert accuracy_reward(ds["solution"], answer=ds["answer"]) == [1.0] * 100
+
+
+@pytest.mark.parametrize(
+    "solution, steps",
+    [("3 + 6 = 9\n9 - 2 = 7\n#### 7", 2), ("#### 7", 0), ("a\n\nb\nc\n#### 1,080\n", 3), ("no answer line", 1)],
+)
+def test_reasoning_steps(solution, steps):
+    assert reasoning_steps(solution) == steps
+
+
+def test_reasoning_steps_match_the_generator():
+    rows = generate_problems(200, "test", seed=3)
+    assert [reasoning_steps(r["answer"]) for r in rows] == [r["num_steps"] for r in rows]

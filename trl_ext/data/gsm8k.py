@@ -57,6 +57,14 @@ def parse_row(row: dict, index: int, where: str) -> tuple[str, str, str]:
     return row["question"].strip(), normalize_gold(final), solution
 
 
+def reasoning_steps(solution: str) -> int:
+    """Steps of a reference solution: its non-empty lines before the last ``####`` line (GSM8K and the synthetic
+    testbed write one line per step)."""
+    lines = [line for line in solution.strip().splitlines() if line.strip()]
+    last = max((i for i, line in enumerate(lines) if line.lstrip().startswith("####")), default=len(lines))
+    return last
+
+
 def make_prompt(question: str, instruction: str | None = DEFAULT_INSTRUCTION, system_prompt: str | None = None):
     content = f"{question} {instruction}" if instruction else question
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []

@@ -11,8 +11,9 @@ with a solution written exactly like GSM8K's (one reasoning line per step, then 
     #### 7
 
 Rows have GSM8K's raw columns (``question``, ``answer``) so that the same loader, rewards and evaluator serve the
-testbed and real GSM8K. Train and test are split by a hash of the question text, so they can never overlap,
-whatever seed or size is asked for.
+testbed and real GSM8K. Train, validation and test are split by a hash of the question text, so they can never
+overlap, whatever seed or size is asked for: the validation split (carved from what would otherwise be training
+problems) is for tuning, the test split for the reported numbers.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ PRONOUNS = {
     "Ava": "She", "Mia": "She", "Zoe": "She", "Ivy": "She", "Nia": "She", "Ada": "She", "Una": "She",
 }
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 
 
-def split_of(question: str, test_fraction: float = 0.1) -> str:
-    """Deterministic split of a question by the hash of its text (never depends on the seed)."""
+def split_of(question: str, test_fraction: float = 0.1, validation_fraction: float = 0.1) -> str:
+    """Deterministic split of a question by the hash of its text (never depends on the seed): a uniform bucket in
+    [0, 1); ``[0, test_fraction)`` is test, the next ``validation_fraction`` is validation, the rest train."""
     bucket = int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big") / 2**64
-    return "test" if bucket < test_fraction else "train"
+    if bucket < test_fraction:
+        return "test"
+    return "validation" if bucket < test_fraction + validation_fraction else "train"
 
 
 def make_problem(rng: random.Random, min_steps: int = 1, max_steps: int = 3, max_operand: int = 9) -> dict:
@@ -71,13 +75,14 @@ def generate_problems(
     max_steps: int = 3,
     max_operand: int = 9,
     test_fraction: float = 0.1,
+    validation_fraction: float = 0.1,
     unique: bool | None = None,
 ) -> list[dict]:
-    """``num_examples`` problems of ``split`` ("train" or "test"), drawn with ``random.Random(seed)``.
+    """``num_examples`` problems of ``split`` ("train", "validation" or "test"), drawn with ``random.Random(seed)``.
 
-    Problems whose question hashes into the other split are skipped, so train and test never share a question.
-    ``unique`` (default: True for test, False for train) drops repeated questions; raises ``ValueError`` when the
-    knobs cannot produce that many distinct problems.
+    Problems whose question hashes into another split are skipped, so no two splits share a question.
+    ``unique`` (default: True for the held-out splits, False for train) drops repeated questions; raises
+    ``ValueError`` when the knobs cannot produce that many distinct problems.
     """
     if split not in SPLITS:
         raise ValueError(f"synthetic split must be one of {SPLITS}, got {split!r}")
@@ -85,9 +90,12 @@ def generate_problems(
         raise ValueError(f"need 1 <= min_steps <= max_steps <= 4, got min_steps={min_steps}, max_steps={max_steps}")
     if max_operand < 1:
         raise ValueError(f"max_operand must be >= 1, got {max_operand}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    unique = (split == "test") if unique is None else unique
+    if not (0.0 < test_fraction and 0.0 <= validation_fraction and test_fraction + validation_fraction < 1.0):
+        raise ValueError(
+            f"need 0 < test_fraction, 0 <= validation_fraction and test_fraction + validation_fraction < 1, got "
+            f"test_fraction={test_fraction}, validation_fraction={validation_fraction}"
+        )
+    unique = (split != "train") if unique is None else unique
     # Different streams for the two splits, so asking for more test rows never changes the train rows.
     rng = random.Random(f"{seed}-{split}")
     rows, seen, tries = [], set(), 0
@@ -100,7 +108,7 @@ def generate_problems(
                 f"with max_steps={max_steps}, max_operand={max_operand}: ask for fewer or widen the knobs"
             )
         problem = make_problem(rng, min_steps, max_steps, max_operand)
-        if split_of(problem["question"], test_fraction) != split:
+        if split_of(problem["question"], test_fraction, validation_fraction) != split:
             continue
         if unique:
             if problem["question"] in seen:
