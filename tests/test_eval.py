@@ -46,3 +46,41 @@ def test_cli_on_tiny_model(tiny_model_path, tmp_path):
     assert {"pass@2", "maj@2", "mean@2", "ci95"} <= set(summary["strict"])
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 6 and all(len(s["completions"]) == 2 for s in samples)
+
+
+def test_score_mechanism_strategy_and_steps():
+    """How answers are reached: the share of first completions that show their work, each strategy's accuracy over
+    all completions, and greedy accuracy by the reference solution's step count (4 and more pooled)."""
+    completions = [
+        ["3 + 4 = 7\n#### 7", "#### 8"],  # worked right, direct wrong
+        ["#### 5", "2 + 2 = 4\n4 + 2 = 6\n#### 6"],  # direct right (gold 5), worked wrong
+        ["#### 9", "#### 9"],  # direct right twice
+        ["1 + 1 = 2\n2 + 1 = 3\n3 + 1 = 4\n4 + 1 = 5\n#### 5", "#### 1"],
+    ]
+    s = score(completions, ["7", "5", "9", "5"], steps=[1, 2, 2, 4])
+    assert s["shows_work"] == pytest.approx(2 / 4)  # first completions 1 and 4
+    assert s["by_strategy"]["worked"] == {"completions": 3, "flexible": pytest.approx(2 / 3)}
+    assert s["by_strategy"]["direct"] == {"completions": 5, "flexible": pytest.approx(3 / 5)}
+    assert s["by_steps"] == {
+        "1": {"problems": 1, "strict": 1.0, "flexible": 1.0},
+        "2": {"problems": 2, "strict": 1.0, "flexible": 1.0},
+        "4+": {"problems": 1, "strict": 1.0, "flexible": 1.0},
+    }
+    # No step counts: no by_steps; no completions of a strategy: its accuracy is None, not 0.
+    s = score([["#### 7"]], ["7"])
+    assert "by_steps" not in s and s["by_strategy"]["worked"] == {"completions": 0, "flexible": None}
+
+
+def test_sampled_evaluation_is_seeded(tiny_model_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_ext.data.gsm8k import load_gsm8k
+    from trl_ext.eval import evaluate
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    ds = load_gsm8k("synthetic", "test", num_examples=4)
+    kwargs = dict(num_samples=3, temperature=1.0, max_new_tokens=6, progress=False)
+    first = evaluate(model, tokenizer, ds, seed=1, **kwargs)[1]
+    assert evaluate(model, tokenizer, ds, seed=1, **kwargs)[1] == first
+    assert evaluate(model, tokenizer, ds, seed=2, **kwargs)[1] != first

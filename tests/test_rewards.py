@@ -27,6 +27,7 @@ from trl_ext.rewards import (
     make_overlong_reward,
     normalize_number,
     overlong_penalty,
+    shows_work,
 )
 
 GSM8K_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k"
@@ -599,3 +600,22 @@ def test_overlong_reward_function():
     assert reward(completions=["x", "y", "z"], completion_ids=[[1] * 9]) == [-0.75, 0.0, 0.0]  # aligned to completions
     assert reward(completion_ids=[[1] * 9]) == [-0.75]
     assert reward() == []
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("3 + 6 = 9\n9 - 2 = 7\n#### 7", True),
+        ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 72", True),  # GSM8K's calculator annotation
+        ("2 * 4 = $8\n#### 8", True),
+        ("#### 9", False),
+        ("#### 3 + 6 = 9", False),  # an equation on the answer line is not work shown before it
+        ("She has 9 apples.\n#### 9", False),  # prose without an equation
+        ("x = y\n#### 1", False),  # no numbers
+        ("", False),
+        (None, False),
+        (42, False),
+    ],
+)
+def test_shows_work(text, expected):
+    assert shows_work(text) is expected

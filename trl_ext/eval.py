@@ -78,24 +78,37 @@ def _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_to
     return outputs
 
 
-def _generate_vllm(model_path, tokenizer, prompts, num_samples, temperature, max_new_tokens):
+def _generate_vllm(model_path, tokenizer, prompts, num_samples, temperature, max_new_tokens, seed=0):
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_path, dtype="bfloat16", seed=0)
+    llm = LLM(model=model_path, dtype="bfloat16", seed=seed)
     params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens)
     results = llm.generate(prompts, params)
     return [[(o.text, len(o.token_ids)) for o in r.outputs] for r in results]
 
 
-def score(completions: list[list[str]], answers: list[str]) -> dict:
-    """Accuracy table from per-problem completion lists (the first completion is the 'greedy'/mean@1 one)."""
-    from trl_ext.rewards.gsm8k import extract_answer, is_correct, normalize_number
+def _rate(flags) -> float | None:
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else None
+
+
+def score(completions: list[list[str]], answers: list[str], steps: list[int] | None = None) -> dict:
+    """Accuracy table from per-problem completion lists (the first completion is the 'greedy'/mean@1 one).
+
+    Besides accuracy per mode: ``format_rate`` (completions with a ``#### N`` answer), ``shows_work`` (share of the
+    first completions that show their work, ``trl_ext.rewards.shows_work``), ``by_strategy`` (flexible accuracy of
+    all completions that show their work vs those that answer directly) and, when the reference solutions' step
+    counts are given, ``by_steps`` (accuracy of the first completions per step count; 4 and more pooled as "4+").
+    """
+    from trl_ext.rewards.gsm8k import extract_answer, is_correct, normalize_number, shows_work
 
     n = len(answers)
     k = len(completions[0]) if completions else 0
     summary: dict = {"num_problems": n, "num_samples": k}
+    correct_by_mode = {}
     for mode in MODES:
         correct = [[is_correct(c, gold, mode=mode) for c in comps] for comps, gold in zip(completions, answers)]
+        correct_by_mode[mode] = correct
         total = sum(map(sum, correct))
         first = sum(c[0] for c in correct)
         lo, hi = wilson_interval(first, n)
@@ -112,6 +125,23 @@ def score(completions: list[list[str]], answers: list[str]) -> dict:
         summary[mode] = entry
     formatted = sum(extract_answer(c, mode="strict") is not None for comps in completions for c in comps)
     summary["format_rate"] = formatted / max(1, n * k)
+
+    worked = [[shows_work(c) for c in comps] for comps in completions]
+    summary["shows_work"] = _rate(w[0] for w in worked) or 0.0
+    flexible = correct_by_mode["flexible"]
+    pairs = [(w, ok) for ws, oks in zip(worked, flexible) for w, ok in zip(ws, oks)]
+    summary["by_strategy"] = {
+        name: {"completions": sum(w == want for w, _ in pairs), "flexible": _rate(ok for w, ok in pairs if w == want)}
+        for name, want in (("worked", True), ("direct", False))
+    }
+    if steps is not None:
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(steps):
+            groups.setdefault(str(s) if s < 4 else "4+", []).append(i)
+        summary["by_steps"] = {
+            key: {"problems": len(idx), **{m: _rate(correct_by_mode[m][i][0] for i in idx) for m in MODES}}
+            for key, idx in sorted(groups.items())
+        }
     return summary
 
 
@@ -126,10 +156,12 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     model_path: str | None = None,
+    seed: int = 0,
 ):
     """Evaluate ``model`` on a dataset from ``load_gsm8k``. Returns ``(summary, records)``.
 
-    ``model`` may be ``None`` when ``model_path`` is given and vLLM is used.
+    ``model`` may be ``None`` when ``model_path`` is given and vLLM is used. Sampling is seeded with ``seed``, so a
+    sampled evaluation of the same model gives the same numbers again (on the same hardware).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -138,13 +170,19 @@ def evaluate(
     prompts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in dataset["prompt"]]
     start = time.time()
     if model is None:
-        outputs = _generate_vllm(model_path, tokenizer, prompts, num_samples, temperature, max_new_tokens)
+        outputs = _generate_vllm(model_path, tokenizer, prompts, num_samples, temperature, max_new_tokens, seed)
     else:
+        import torch
+
+        torch.manual_seed(seed)
         outputs = _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, batch_size, progress)
     seconds = time.time() - start
     completions = [[text for text, _ in out] for out in outputs]
     lengths = [n for out in outputs for _, n in out]
-    summary = score(completions, list(dataset["answer"]))
+    from trl_ext.data.gsm8k import reasoning_steps
+
+    steps = [reasoning_steps(sol) for sol in dataset["solution"]] if "solution" in dataset.column_names else None
+    summary = score(completions, list(dataset["answer"]), steps)
     summary.update(
         mean_completion_tokens=sum(lengths) / max(1, len(lengths)),
         tokens_per_second=sum(lengths) / max(seconds, 1e-9),
@@ -245,6 +283,23 @@ def evaluate_path(
     return summary
 
 
+def percent(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def format_mechanism(s: dict) -> str | None:
+    """One line on *how* the answers are reached: share that show their work, how often each strategy is right
+    (flexible; over all completions), accuracy by the problems' step count, mean completion length."""
+    if "shows_work" not in s:
+        return None
+    strategy = s["by_strategy"]
+    line = (f"shows work {percent(s['shows_work'])} (right: worked {percent(strategy['worked']['flexible'])}, direct "
+            f"{percent(strategy['direct']['flexible'])})")
+    if s.get("by_steps"):
+        line += "; by steps " + ", ".join(f"{k}: {percent(v['flexible'])}" for k, v in s["by_steps"].items())
+    return line + f"; mean length {s['mean_completion_tokens']:.1f} tokens"
+
+
 def format_summary(s: dict) -> str:
     lines = [f"{s.get('model', 'model')} on {s.get('source', '?')}[{s.get('split', '?')}], {s['num_problems']} problems"]
     for mode in MODES:
@@ -258,6 +313,9 @@ def format_summary(s: dict) -> str:
         f"  format rate {100 * s['format_rate']:.1f}%, mean completion {s['mean_completion_tokens']:.1f} tokens, "
         f"{s['tokens_per_second']:.0f} tokens/s ({s['backend']})"
     )
+    mechanism = format_mechanism(s)
+    if mechanism:
+        lines.append("  " + mechanism)
     return "\n".join(lines)
 
 

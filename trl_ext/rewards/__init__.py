@@ -14,6 +14,7 @@ from trl_ext.rewards.gsm8k import (
     make_overlong_reward,
     normalize_number,
     overlong_penalty,
+    shows_work,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "make_overlong_reward",
     "normalize_number",
     "overlong_penalty",
+    "shows_work",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "make_overlong_reward",
     "normalize_number",
     "overlong_penalty",
+    "shows_work",
 ]
 
 MODES = ("strict", "flexible")
@@ -418,6 +419,19 @@ def format_reward(completions, **kwargs) -> list[float]:
         except Exception:  # noqa: BLE001
             rewards.append(0.0)
     return rewards
+
+
+# An equation between numbers: "3 + 6 = 9", "2 * 4 = $8", GSM8K's "<<48/2=24>>".
+_EQUATION = re.compile(r"[0-9)]\s*=\s*[-\u2212$]?\s*[0-9.]")
+
+
+def shows_work(text) -> bool:
+    """Whether a completion shows its work: some line other than a ``####`` answer line holds an equation between
+    numbers (``3 + 6 = 9``; GSM8K's ``<<48/2=24>>``). ``"#### 9"`` alone, or prose with no equation, does not.
+    Never raises; a non-string gives ``False``."""
+    if not isinstance(text, str):
+        return False
+    return any("####" not in line and _EQUATION.search(line) for line in text.splitlines())
 
 
 # --- DAPO overlong reward shaping ----------------------------------------------------------------------------------
