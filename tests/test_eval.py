@@ -84,3 +84,32 @@ def test_sampled_evaluation_is_seeded(tiny_model_path):
     first = evaluate(model, tokenizer, ds, seed=1, **kwargs)[1]
     assert evaluate(model, tokenizer, ds, seed=1, **kwargs)[1] == first
     assert evaluate(model, tokenizer, ds, seed=2, **kwargs)[1] != first
+
+
+def test_checkpoint_generation_config_is_not_inherited(tiny_model_path, tmp_path):
+    """Issue 10 item 12: evaluation and DPO's pair sampling pass an explicit sampling config, as TRL's rollouts do.
+    A checkpoint whose generation_config.json sets repetition_penalty / top_k / no_repeat_ngram_size must be measured
+    exactly like the same weights without them (greedy and seeded sampling); completions report whether they ended
+    with EOS."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from trl_ext.data.gsm8k import load_gsm8k
+    from trl_ext.eval import evaluate
+
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_model_path, odd)
+    config = GenerationConfig.from_pretrained(odd)
+    config.do_sample, config.repetition_penalty, config.top_k, config.no_repeat_ngram_size = True, 50.0, 2, 1
+    config.save_pretrained(odd)
+    ds = load_gsm8k("synthetic", "test", num_examples=6)
+    runs = []
+    for path in (tiny_model_path, odd):
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        assert model.generation_config.repetition_penalty == (50.0 if path == odd else None)
+        greedy = evaluate(model, tokenizer, ds, max_new_tokens=12, progress=False)[1]
+        sampled = evaluate(model, tokenizer, ds, num_samples=2, max_new_tokens=12, progress=False, seed=3)[1]
+        runs.append((greedy, sampled))
+    assert runs[0] == runs[1]
+    assert all(len(r["terminated"]) == len(r["completions"]) for r in runs[0][1])

@@ -34,18 +34,47 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def sampling_config(model, tokenizer, num_samples: int, temperature: float, max_new_tokens: int):
+    """An explicit ``GenerationConfig`` for evaluation and sampling, as TRL's rollouts build one: plain sampling at
+    ``temperature`` (greedy at 0), with every knob that reshapes the distribution set to its neutral value. In
+    transformers 5 ``generate`` fills each field left ``None`` from the checkpoint's ``generation_config.json``, so a
+    checkpoint's ``repetition_penalty`` or ``top_k`` would otherwise change what is measured."""
+    from transformers import GenerationConfig
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sample = num_samples > 1 or temperature > 0
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=sample,
+        temperature=temperature if sample else 1.0,
+        top_p=1.0,
+        top_k=0,
+        min_p=0.0,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        num_beams=1,
+        num_return_sequences=num_samples,
+        pad_token_id=pad_id,
+        eos_token_id=model.generation_config.eos_token_id or tokenizer.eos_token_id,
+    )
+
+
 def _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, batch_size, progress):
-    """Completions (text, token count) per prompt, ``num_samples`` each, with batched HF generate."""
+    """Completions ``(text, token count, terminated)`` per prompt, ``num_samples`` each, with batched HF generate;
+    ``terminated``: the completion ended with EOS within ``max_new_tokens`` (not cut off by the limit)."""
     import torch
     from tqdm.auto import tqdm
 
     tokenizer.padding_side = "left"
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos_id = model.generation_config.eos_token_id or tokenizer.eos_token_id
+    config = sampling_config(model, tokenizer, num_samples, temperature, max_new_tokens)
+    eos_ids = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
     device = next(model.parameters()).device
     # Longest prompts first: batches of similar length waste less padding, and an OOM shows up at once.
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    outputs: list[list[tuple[str, int]]] = [[] for _ in prompts]
+    outputs: list[list[tuple[str, int, bool]]] = [[] for _ in prompts]
     rows_per_batch = max(1, batch_size // num_samples)
     model.eval()
     with torch.inference_mode(), tqdm(total=len(prompts), desc="eval", disable=not progress) as bar:
@@ -53,27 +82,17 @@ def _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_to
             idx = order[start : start + rows_per_batch]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
-            gen = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=num_samples > 1 or temperature > 0,
-                temperature=temperature if temperature > 0 else None,
-                top_p=1.0,
-                top_k=0,
-                num_return_sequences=num_samples,
-                pad_token_id=pad_id,
-                eos_token_id=eos_id,
-            )
+            gen = model.generate(**enc, generation_config=config)
             completion_ids = gen[:, enc["input_ids"].shape[1] :]
             for j, ids in enumerate(completion_ids.tolist()):
                 # Cut at the first EOS (kept out of the text) and drop padding.
-                n = len(ids)
+                n, terminated = len(ids), False
                 for k, t in enumerate(ids):
-                    if t == eos_id or (isinstance(eos_id, list) and t in eos_id):
-                        n = k + 1
+                    if t in eos_ids:
+                        n, terminated = k + 1, True
                         break
                 text = tokenizer.decode(ids[:n], skip_special_tokens=True)
-                outputs[idx[j // num_samples]].append((text, n))
+                outputs[idx[j // num_samples]].append((text, n, terminated))
             bar.update(len(idx))
     return outputs
 
@@ -84,7 +103,7 @@ def _generate_vllm(model_path, tokenizer, prompts, num_samples, temperature, max
     llm = LLM(model=model_path, dtype="bfloat16", seed=seed)
     params = SamplingParams(n=num_samples, temperature=temperature, max_tokens=max_new_tokens)
     results = llm.generate(prompts, params)
-    return [[(o.text, len(o.token_ids)) for o in r.outputs] for r in results]
+    return [[(o.text, len(o.token_ids), o.finish_reason == "stop") for o in r.outputs] for r in results]
 
 
 def _rate(flags) -> float | None:
@@ -177,8 +196,8 @@ def evaluate(
         torch.manual_seed(seed)
         outputs = _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, batch_size, progress)
     seconds = time.time() - start
-    completions = [[text for text, _ in out] for out in outputs]
-    lengths = [n for out in outputs for _, n in out]
+    completions = [[text for text, _, _ in out] for out in outputs]
+    lengths = [n for out in outputs for _, n, _ in out]
     from trl_ext.data.gsm8k import reasoning_steps
 
     steps = [reasoning_steps(sol) for sol in dataset["solution"]] if "solution" in dataset.column_names else None
@@ -200,10 +219,11 @@ def evaluate(
             "question": q,
             "answer": a,
             "completions": comps,
+            "terminated": [done for _, _, done in out],
             "strict": [is_correct(c, a, mode="strict") for c in comps],
             "flexible": [is_correct(c, a, mode="flexible") for c in comps],
         }
-        for q, a, comps in zip(dataset["question"], dataset["answer"], completions)
+        for q, a, comps, out in zip(dataset["question"], dataset["answer"], completions, outputs)
     ]
     return summary, records
 
