@@ -110,6 +110,14 @@ class RecipeScriptArguments:
     eval_limit: int | None = field(default=200, metadata={"help": "Held-out problems to evaluate (None: all)."})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget of the evaluation."})
     eval_batch_size: int = field(default=64, metadata={"help": "Prompts per generate() call in the evaluation."})
+    eval_num_samples: int = field(
+        default=4,
+        metadata={
+            "help": "Besides the greedy evaluation, sample this many completions per held-out problem at "
+            "eval_temperature and report mean@k / pass@k / maj@k (0 or 1: greedy only)."
+        },
+    )
+    eval_temperature: float = field(default=1.0, metadata={"help": "Temperature of the sampled evaluation."})
     eval_backend: str = field(
         default="hf",
         metadata={
@@ -121,6 +129,10 @@ class RecipeScriptArguments:
     def __post_init__(self):
         if self.eval_backend not in ("hf", "vllm", "auto"):
             raise ValueError(f"eval_backend must be 'hf', 'vllm' or 'auto', got {self.eval_backend!r}")
+        if self.eval_num_samples < 0:
+            raise ValueError(f"eval_num_samples must be >= 0, got {self.eval_num_samples}")
+        if self.eval_num_samples > 1 and self.eval_temperature <= 0:
+            raise ValueError(f"eval_temperature must be > 0 for a sampled evaluation, got {self.eval_temperature}")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"eval_limit must be >= 1 or None, got {self.eval_limit}")
         if self.long_prompts not in ("error", "drop"):

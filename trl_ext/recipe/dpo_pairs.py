@@ -16,10 +16,11 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: explicit sampling config, only terminated completions chosen
 
 
 def _model_fingerprint(model_path: str) -> dict:
@@ -40,12 +41,15 @@ def pairs_key(model_path: str, settings: dict) -> str:
 
 def make_pairs(records, solutions, max_pairs_per_question: int = 1, chosen_fallback: str = "none"):
     """Pure pairing step. ``records`` as ``trl_ext.eval.evaluate`` returns them (question, answer, completions,
-    strict). Returns ``(rows, stats)``; each row has prompt-free ``chosen``/``rejected`` texts and its ``index``."""
+    strict, terminated). Returns ``(rows, stats)``; each row has prompt-free ``chosen``/``rejected`` texts and its
+    ``index``. Only a correct completion that *terminated* (EOS before the generation limit) can be chosen: a
+    truncated one would teach the model to stop mid-answer; it may still be rejected if wrong."""
     rows = []
     stats = {"questions": len(records), "questions_with_pair": 0, "all_correct": 0, "none_correct": 0,
              "reference_fallback": 0, "pairs": 0}
     for index, (record, solution) in enumerate(zip(records, solutions)):
-        correct = list(dict.fromkeys(c for c, ok in zip(record["completions"], record["strict"]) if ok))
+        done = record.get("terminated") or [True] * len(record["completions"])
+        correct = list(dict.fromkeys(c for c, ok, d in zip(record["completions"], record["strict"], done) if ok and d))
         wrong = list(dict.fromkeys(c for c, ok in zip(record["completions"], record["strict"]) if not ok))
         source = "onpolicy"
         if not wrong:
@@ -82,12 +86,10 @@ def build_onpolicy_pairs(
 ):
     """Sample, verify and pair (no caching). ``dataset`` comes from ``load_gsm8k``. Returns ``(Dataset, stats)``."""
     import datasets
-    import torch
 
     from trl_ext.eval import _use_vllm, evaluate, load_model
     from trl_ext.recipe.run import zero3_init_disabled
 
-    torch.manual_seed(seed)
     with zero3_init_disabled():
         if _use_vllm(backend):
             from transformers import AutoTokenizer
@@ -97,7 +99,7 @@ def build_onpolicy_pairs(
             model, tokenizer = load_model(model_path)
         summary, records = evaluate(
             model, tokenizer, dataset, num_samples=num_samples, temperature=temperature,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False, model_path=model_path,
+            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False, model_path=model_path, seed=seed,
         )
     del model
     rows, stats = make_pairs(records, dataset["solution"], max_pairs_per_question, chosen_fallback)
@@ -180,6 +182,7 @@ def pairs_for_run(run):
     desc = {"source": s.dataset_source, "split": s.dataset_train_split, "num_train_examples": s.num_train_examples,
             **s.dataset_kwargs()}
     # local=False: only the global main process samples; on several nodes the cache dir must be shared.
+    start = time.time()
     with training_args.main_process_first(local=False, desc="on-policy DPO pairs"):
         pairs, stats, path = onpolicy_pairs(
             run.model_path, questions, cache_dir=s.dpo_pairs_cache_dir, dataset_desc=desc, **settings
@@ -193,4 +196,5 @@ def pairs_for_run(run):
         f"{'cached' if stats.get('cached') else 'built'} at {path}"
     )
     run.extra["dpo_pairs"] = {**stats, "cache": str(path)}
+    run.phase_seconds["dpo_pairs"] = time.time() - start
     return pairs.select_columns(["prompt", "chosen", "rejected"])

@@ -140,8 +140,32 @@ def parameter_change(start_dir, final_dir) -> dict | None:
 def _eval_view(summary: dict | None) -> dict | None:
     if summary is None:
         return None
-    keep = ("strict", "flexible", "format_rate", "mean_completion_tokens", "num_problems", "protocol", "model")
+    keep = ("strict", "flexible", "format_rate", "mean_completion_tokens", "num_problems", "protocol", "model",
+            "shows_work", "by_strategy", "by_steps", "sampled")
     return {k: summary[k] for k in keep if k in summary}
+
+
+def format_eval_lines(tag: str, e: dict) -> list[str]:
+    """Greedy accuracy with CIs, the mechanism (``trl_ext.eval.format_mechanism``), and the sampled evaluation when
+    there is one."""
+    from trl_ext.eval import format_mechanism, percent
+
+    parts = [
+        f"{mode} {percent(e[mode]['accuracy'])} (95% CI {100 * e[mode]['ci95'][0]:.1f}-{100 * e[mode]['ci95'][1]:.1f})"
+        for mode in ("strict", "flexible")
+    ]
+    lines = [f"{tag:6s}: greedy " + "  ".join(parts) + f"  format {percent(e['format_rate'])}"]
+    pad = " " * 8
+    mechanism = format_mechanism(e)
+    if mechanism:
+        lines.append(pad + mechanism)
+    sampled = e.get("sampled")
+    if sampled:
+        k, flex = sampled["num_samples"], sampled["flexible"]
+        lines.append(f"{pad}sampled (T={sampled['temperature']:g}, k={k}): flexible mean@{k} {percent(flex[f'mean@{k}'])}"
+                     f", pass@{k} {percent(flex[f'pass@{k}'])}, maj@{k} {percent(flex[f'maj@{k}'])}; shows work "
+                     f"{percent(sampled['shows_work_share'])}")
+    return lines
 
 
 def format_run_summary(s: dict) -> str:
@@ -153,20 +177,32 @@ def format_run_summary(s: dict) -> str:
     ]
     for tag in ("before", "after"):
         e = s.get(tag)
-        if e is None:
-            lines.append(f"{tag:6s}: (not evaluated)")
-            continue
-        parts = [
-            f"{mode} {100 * e[mode]['accuracy']:5.1f}% (95% CI {100 * e[mode]['ci95'][0]:.1f}-{100 * e[mode]['ci95'][1]:.1f})"
-            for mode in ("strict", "flexible")
-        ]
-        lines.append(f"{tag:6s}: " + "  ".join(parts) + f"  format {100 * e['format_rate']:.1f}%")
+        lines += [f"{tag:6s}: (not evaluated)"] if e is None else format_eval_lines(tag, e)
     gain = s.get("gain_points")
     if gain:
-        lines.append(f"gain  : strict {gain['strict']:+.1f} points, flexible {gain['flexible']:+.1f} points "
-                     f"({s['eval']['num_problems']} held-out problems, {s['eval']['protocol']})")
+        text = f"gain  : greedy strict {gain['strict']:+.1f} points, flexible {gain['flexible']:+.1f} points"
+        if gain.get("sampled_flexible") is not None:
+            text += f", sampled flexible {gain['sampled_flexible']:+.1f} points"
+        if gain.get("shows_work") is not None:
+            text += f"; answers showing work {gain['shows_work']:+.1f} points"
+        lines.append(text + f" ({s['eval']['num_problems']} held-out problems, {s['eval']['protocol']})")
     lines.append(f"summary: {s['summary_path']}")
     return "\n".join(lines)
+
+
+def gain_points(before: dict | None, after: dict | None) -> dict | None:
+    """After minus before, in points: greedy strict and flexible, the share of answers showing work, and the sampled
+    flexible mean@k when both evaluations sampled."""
+    if before is None or after is None:
+        return None
+    gain = {m: 100 * (after[m]["accuracy"] - before[m]["accuracy"]) for m in ("strict", "flexible")}
+    if "shows_work" in before and "shows_work" in after:
+        gain["shows_work"] = 100 * (after["shows_work"] - before["shows_work"])
+    sb, sa = before.get("sampled"), after.get("sampled")
+    if sb and sa and sb["num_samples"] == sa["num_samples"]:
+        key = f"mean@{sb['num_samples']}"
+        gain["sampled_flexible"] = 100 * (sa["flexible"][key] - sb["flexible"][key])
+    return gain
 
 
 class RecipeRun:
@@ -178,6 +214,7 @@ class RecipeRun:
         self.training_args = training_args
         self.model_args = model_args
         self.extra: dict = {}
+        self.phase_seconds: dict[str, float] = {}  # wall time of each phase this process ran, for the summary
         # before any model loads: a bad resume request fails in seconds, not after the warm start and model load
         self.resume_from = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
         training_args.resume_from_checkpoint = self.resume_from
@@ -187,7 +224,9 @@ class RecipeRun:
         if model_args.model_name_or_path in EMBEDDED_MODEL_NAMES:
             from trl_ext.models.tiny import warm_start
 
+            t0 = time.time()
             model_args.model_name_or_path = str(warm_start())
+            self.phase_seconds["warm_start"] = time.time() - t0
             log(f"model: the embedded SFT warm start {model_args.model_name_or_path}")
         self.model_path = model_args.model_name_or_path
         init_kwargs = dict(training_args.model_init_kwargs or {})
@@ -286,19 +325,33 @@ class RecipeRun:
         from trl_ext.eval import evaluate_path, format_summary
 
         s = self.script_args
+        output_dir = Path(self.training_args.output_dir)
+        common = dict(
+            limit=s.eval_limit,
+            max_new_tokens=s.eval_max_new_tokens,
+            batch_size=s.eval_batch_size,
+            backend=s.eval_backend,
+            progress=False,
+            dataset_kwargs={**s.dataset_kwargs(), "num_examples": s.eval_limit},
+        )
         with zero3_init_disabled():
-            summary = evaluate_path(
-                str(model_path),
-                s.dataset_source,
-                s.dataset_test_split,
-                limit=s.eval_limit,
-                max_new_tokens=s.eval_max_new_tokens,
-                batch_size=s.eval_batch_size,
-                output_dir=Path(self.training_args.output_dir) / f"eval_{tag}",
-                backend=s.eval_backend,
-                progress=False,
-                dataset_kwargs={**s.dataset_kwargs(), "num_examples": s.eval_limit},
-            )
+            summary = evaluate_path(str(model_path), s.dataset_source, s.dataset_test_split,
+                                    output_dir=output_dir / f"eval_{tag}", **common)
+            if s.eval_num_samples > 1:
+                sampled = evaluate_path(str(model_path), s.dataset_source, s.dataset_test_split,
+                                        output_dir=output_dir / f"eval_{tag}_sampled", num_samples=s.eval_num_samples,
+                                        temperature=s.eval_temperature, **common)
+                strategy = sampled["by_strategy"]
+                summary["sampled"] = {
+                    "num_samples": sampled["num_samples"],
+                    "temperature": sampled["temperature"],
+                    **{m: sampled[m] for m in ("strict", "flexible")},
+                    "shows_work_share": strategy["worked"]["completions"]
+                    / max(1, strategy["worked"]["completions"] + strategy["direct"]["completions"]),
+                    "by_strategy": strategy,
+                    "mean_completion_tokens": sampled["mean_completion_tokens"],
+                }
+                (output_dir / f"eval_{tag}" / "summary.json").write_text(json.dumps(summary, indent=2))
         log(f"evaluation {tag} training:\n{format_summary(summary)}")
         return summary
 
@@ -341,7 +394,9 @@ class RecipeRun:
                     before = stored
                     log(f"resumed run: reusing the start model's evaluation {output_dir / 'eval_before'}")
                 else:
+                    t0 = time.time()
                     before = self.evaluate(self.model_path, "before")
+                    self.phase_seconds["eval_before"] = time.time() - t0
             acc.wait_for_everyone()
 
         wall_clock = _wall_clock_callback()
@@ -357,6 +412,7 @@ class RecipeRun:
         start = time.time()
         train_result = trainer.train(resume_from_checkpoint=self.resume_from)
         train_seconds = wall_clock.offset + time.time() - start
+        self.phase_seconds["train"] = time.time() - start
         self.extra["step_times"] = wall_clock.step_times
         self.extra["peak_memory"] = peak_memory()
 
@@ -369,7 +425,9 @@ class RecipeRun:
             if is_peft:
                 final_dir = self._merged_model(output_dir)
             if s.eval_after:
+                t0 = time.time()
                 after = self.evaluate(final_dir, "after")
+                self.phase_seconds["eval_after"] = time.time() - t0
             summary = self._summary(trainer, train_result, train_seconds, before, after, final_dir)
             path = output_dir / "summary.json"
             path.write_text(json.dumps(summary, indent=2))
@@ -402,14 +460,17 @@ class RecipeRun:
                   "max_new_tokens": s.eval_max_new_tokens}
         if any(stored.get(k) != v for k, v in wanted.items()):
             return False
+        sampled = stored.get("sampled") or {}
+        if sampled.get("num_samples", 0) != (s.eval_num_samples if s.eval_num_samples > 1 else 0):
+            return False
+        if sampled and sampled.get("temperature") != s.eval_temperature:
+            return False
         return s.eval_limit is None or stored.get("num_problems") == s.eval_limit
 
     def _summary(self, trainer, train_result, train_seconds, before, after, final_dir) -> dict:
         history = trainer.state.log_history
         losses = [h["loss"] for h in history if "loss" in h]
-        gain = None
-        if before is not None and after is not None:
-            gain = {m: 100 * (after[m]["accuracy"] - before[m]["accuracy"]) for m in ("strict", "flexible")}
+        gain = gain_points(before, after)
         s = self.script_args
         reference = after or before
         start_dir = Path(self.model_path)
@@ -426,6 +487,8 @@ class RecipeRun:
             "world_size": trainer.accelerator.num_processes,
             "global_step": trainer.state.global_step,
             "train_seconds": train_seconds,
+            # this launch's phases (the warm start only when it was built or looked up here; a cached one takes ~0 s)
+            "phase_seconds": dict(self.phase_seconds),
             "resumed_from": self.resume_from,
             "train_loss": getattr(train_result, "training_loss", None),
             "losses": losses,
