@@ -78,6 +78,30 @@ def test_dynamic_sampling_on_an_iterable_dataset_is_rejected(tiny_model_path, tm
     assert trainer.state.global_step == 1
 
 
+class RefillRecordingTrainer(RecordingDAPOTrainer):
+    def _refill_inputs(self, num_groups, round_index):
+        rows = super()._refill_inputs(num_groups, round_index)
+        self.refills = getattr(self, "refills", []) + [(self.state.global_step, [r["question"] for r in rows])]
+        return rows
+
+
+def test_refill_prompts_differ_between_generations_of_one_step(tiny_model_path, tmp_path):
+    """Issue 10 item 7: with steps_per_generation x num_iterations < gradient_accumulation_steps one optimizer step
+    generates several times; the refill stream was seeded by (seed, step, round) only, so every generation of the
+    step drew the same refill prompts. The micro-step is now part of the seed, and the stream stays reproducible."""
+    def run(out):
+        trainer = make_trainer(tiny_model_path, out, keep_rate_dataset(64, 0.3), [KeepRateReward()],
+                               cls=RefillRecordingTrainer, max_steps=1, gradient_accumulation_steps=2,
+                               steps_per_generation=1, per_device_train_batch_size=8)
+        trainer.train()
+        return trainer.refills
+
+    refills = run(tmp_path / "a")
+    assert len(refills) >= 2 and {step for step, _ in refills} == {0}  # two generations inside optimizer step 0
+    assert len({tuple(questions) for _, questions in refills}) == len(refills)  # no generation repeats another's
+    assert run(tmp_path / "b") == refills  # reproducible (a resume at a step boundary gets the same stream)
+
+
 def test_waste_stays_near_ideal(tiny_model_path, tmp_path):
     # 8 groups per batch of G=2, half of all prompts are flat: the ideal is 1 / 0.5 = 2 groups generated per group.
     trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(256, 0.5), [KeepRateReward()],

@@ -7,7 +7,8 @@ this class adds wraps ``GRPOTrainer._generate_and_score_completions`` without co
 2. gather the round's output from all processes and flag the prompt groups whose filter rewards vary
    (``trl_ext.core.dynamic_sampling.select_groups`` on the gathered rewards, identical on every rank);
 3. while fewer groups are kept than the batch holds and rounds remain, draw fresh prompts from the training set
-   (a stream seeded by ``(seed, global_step, round)``, the same on every rank and reproducible after a resume)
+   (a stream seeded by ``(seed, global_step, micro-step, round)``, the same on every rank and reproducible after a
+   resume)
    and run another round, sized to what is still missing at the keep rate measured so far;
 4. take the first kept groups (or fill with zero-std groups on exhaustion), and hand every rank its slice, with
    ``num_items_in_batch`` recomputed over the kept tokens.
@@ -18,6 +19,7 @@ generation (gathers, ZeRO-3 parameter gathering, vLLM weight sync) always match:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import torch
@@ -161,12 +163,14 @@ class DAPOTrainer(GRPOTrainer):
     def _refill_inputs(self, num_groups: int, round_index: int) -> list[dict]:
         """This rank's rows of a refill round: ``num_groups`` fresh prompts, each repeated ``num_generations`` times.
 
-        The prompts come from a generator seeded by (seed, global step, round): identical on every rank, and the
-        same again when a run resumes from a checkpoint at this step.
+        The prompts come from a generator seeded by (seed, global step, micro-step, round): identical on every
+        rank, different for each generation of a step (several when ``steps_per_generation x num_iterations`` is
+        below ``gradient_accumulation_steps``), and the same again when a run resumes from a checkpoint at this step
+        (a resume starts at micro-step 0 of a step).
         """
-        generator = torch.Generator().manual_seed(
-            (self.args.seed * 1_000_003 + self.state.global_step * 1_009 + round_index) % (2**63)
-        )
+        micro_step = self._step % self.current_gradient_accumulation_steps
+        key = f"{self.args.seed}-{self.state.global_step}-{micro_step}-{round_index}".encode()
+        generator = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1)
         dataset = self.train_dataset
         picks = torch.randint(len(dataset), (num_groups,), generator=generator).tolist()
         rows = [dataset[i] for i in picks for _ in range(self.num_generations)]
