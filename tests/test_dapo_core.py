@@ -17,10 +17,18 @@ from trl_ext.core.dynamic_sampling import (
 )
 
 
-def reference_select(rewards, group_size):
-    """A group is kept when its rows' reward tuples are not all identical (NaN == NaN)."""
-    rows = [tuple("nan" if math.isnan(v) else v for v in row) for row in rewards.tolist()]
-    return [len(set(rows[g : g + group_size])) > 1 for g in range(0, len(rows), group_size)]
+def reference_select(rewards, group_size, weights=None):
+    """A group is kept when the weighted reward sums of its scored rows (NaN entries add nothing; rows with every
+    column NaN are left out) are not all equal."""
+    rows = rewards.tolist()
+    weights = weights or [1.0] * len(rows[0])
+    sums = [None if all(math.isnan(v) for v in row) else sum(w * v for w, v in zip(weights, row) if not math.isnan(v))
+            for row in rows]
+    keep = []
+    for g in range(0, len(rows), group_size):
+        scored = [x for x in sums[g : g + group_size] if x is not None]
+        keep.append(len(set(scored)) > 1)
+    return keep
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -33,18 +41,37 @@ def test_select_groups_matches_reference(seed):
     rewards = torch.tensor(
         [[rng.choice(values[: rng.randint(1, 4)]) for _ in range(columns)] for _ in range(groups * group_size)]
     )
+    weights = [rng.choice([0.0, 0.5, 1.0, 2.0]) for _ in range(columns)]
     assert select_groups(rewards, group_size).tolist() == reference_select(rewards, group_size)
+    assert select_groups(rewards, group_size, torch.tensor(weights)).tolist() == reference_select(
+        rewards, group_size, weights)
 
 
 def test_select_groups_crafted():
-    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, float("nan"), float("nan"), float("nan"), 2.0])
-    assert select_groups(rewards, 2).tolist() == [False, True, False, False, True]
-    # 1-D and (N, 1) agree; a second column that varies keeps the group.
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, nan, nan, nan, 2.0])
+    assert select_groups(rewards, 2).tolist() == [False, True, False, False, False]
+    # 1-D and (N, 1) agree.
     assert select_groups(rewards.unsqueeze(1), 2).tolist() == select_groups(rewards, 2).tolist()
     two = torch.tensor([[1.0, 0.0], [1.0, 0.5]])
     assert select_groups(two, 2).tolist() == [True]
     with pytest.raises(ValueError, match="groups of 3"):
         select_groups(torch.zeros(4), 3)
+
+
+def test_select_groups_keeps_only_groups_with_an_advantage():
+    """Issue 10 item 9: the filter used to keep groups that TRL then gives zero advantage."""
+    nan = float("nan")
+    # An unscorable row (NaN) beside equal rewards: no advantage among the scored rows.
+    assert select_groups(torch.tensor([1.0, 1.0, nan, 1.0]), 4).tolist() == [False]
+    # A column that varies but has weight 0 (e.g. a logged-only format reward).
+    varying_unweighted = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert select_groups(varying_unweighted, 2, torch.tensor([1.0, 0.0])).tolist() == [False]
+    assert select_groups(varying_unweighted, 2, torch.tensor([1.0, 0.5])).tolist() == [True]
+    # Columns that cancel in the weighted sum give equal totals.
+    assert select_groups(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), 2).tolist() == [False]
+    # One function unscorable on a row, the other scored: the row counts with what was scored.
+    assert select_groups(torch.tensor([[1.0, nan], [1.0, 1.0]]), 2).tolist() == [True]
 
 
 def test_group_granularity_splits_rows_evenly():

@@ -18,14 +18,19 @@ import math
 import torch
 
 
-def select_groups(rewards: torch.Tensor, group_size: int) -> torch.BoolTensor:
-    """One flag per group: True when the group's rewards are not all equal (the group carries a learning signal).
+def select_groups(rewards: torch.Tensor, group_size: int, weights: torch.Tensor | None = None) -> torch.BoolTensor:
+    """One flag per group: True when the group gets a non-zero advantage (it carries a learning signal).
+
+    What produces the advantage is the weighted sum ``s_i = sum_k w_k r_ik`` of the reward columns (TRL's
+    ``nansum``: a NaN entry, an unscorable sample of one function, adds nothing). A row whose columns are all NaN
+    was scored by no function: it is left out. A group is kept when the ``s_i`` of its remaining rows are not all
+    equal; a group with fewer than two scored rows is not kept. So a column with weight 0 cannot keep a group, nor
+    can a NaN row beside equal rewards.
 
     Args:
-        rewards: ``(N,)`` or ``(N, K)`` rewards, ``N = num_groups * group_size``; with K columns (several reward
-            functions) a group is kept when any column varies inside it. NaN ("unscorable") counts as a value of
-            its own: a group of only NaNs is all equal, a NaN beside a number makes the group varied.
+        rewards: ``(N,)`` or ``(N, K)`` rewards, ``N = num_groups * group_size``.
         group_size: G, completions per prompt.
+        weights: ``(K,)`` reward weights (default: all 1).
 
     Returns:
         ``(num_groups,)`` bool tensor.
@@ -35,13 +40,14 @@ def select_groups(rewards: torch.Tensor, group_size: int) -> torch.BoolTensor:
     n, k = rewards.shape
     if group_size < 1 or n % group_size != 0:
         raise ValueError(f"{n} rows cannot be split into groups of {group_size}")
-    grouped = rewards.reshape(n // group_size, group_size, k)
-    nan = torch.isnan(grouped)
-    # Replace NaN by a value no reward takes, so "NaN vs number" differs and "NaN vs NaN" does not.
-    finite_max = torch.nan_to_num(grouped, nan=0.0).abs().amax() if n else torch.tensor(0.0)
-    filled = torch.where(nan, -(finite_max + 1.0), grouped)
-    varied = (filled.amax(dim=1) - filled.amin(dim=1)) > 0  # (num_groups, K)
-    return varied.any(dim=1)
+    weights = torch.ones(k, dtype=rewards.dtype) if weights is None else weights.to(rewards.dtype).reshape(k)
+    scored = ~torch.isnan(rewards).all(dim=1)
+    total = (rewards * weights).nansum(dim=1).reshape(n // group_size, group_size)
+    scored = scored.reshape(n // group_size, group_size)
+    inf = torch.tensor(float("inf"), dtype=total.dtype)
+    high = torch.where(scored, total, -inf).amax(dim=1)
+    low = torch.where(scored, total, inf).amin(dim=1)
+    return (scored.sum(dim=1) >= 2) & (high > low)
 
 
 def group_granularity(group_size: int, num_processes: int) -> int:

@@ -127,7 +127,8 @@ class DAPOTrainer(GRPOTrainer):
             rounds += 1
             out = super()._generate_and_score_completions(round_inputs)
             outputs.append(self._gather_output(out))
-            round_flags = select_groups(self._gathered_rewards[:, self._filter_columns].cpu(), group_size)
+            round_flags = select_groups(self._gathered_rewards[:, self._filter_columns].cpu(), group_size,
+                                        self.reward_weights[self._filter_columns].cpu())
             flags.append(round_flags)
             generated += round_flags.numel()
             kept += int(round_flags.sum())

@@ -34,7 +34,8 @@ class DAPOConfig(GRPOConfig):
     dynamic_sampling: bool = field(
         default=True,
         metadata={
-            "help": "Train only on prompt groups whose rewards are not all equal, generating more prompts until the "
+            "help": "Train only on prompt groups that get a non-zero advantage (the weighted filter reward of their "
+            "scored completions is not all equal), generating more prompts until the "
             f"batch is full ({_PAPER}, 3.2; the ablation's largest single gain, AIME24 42 -> 50)."
         },
     )
@@ -48,14 +49,15 @@ class DAPOConfig(GRPOConfig):
     dynamic_sampling_on_exhaustion: str = field(
         default="fill",
         metadata={
-            "help": "'fill': complete the batch with zero-std groups (they add no gradient), warn and count them in "
-            "`dapo/filled_zero_std_groups`; 'error': raise, as verl does."
+            "help": "'fill': complete the batch with zero-std groups, warn and count them in "
+            "`dapo/filled_zero_std_groups` (they have zero advantage, but their tokens count in the token-mean "
+            "normaliser, so they dilute the kept groups' gradient); 'error': raise, as verl does."
         },
     )
     dynamic_sampling_reward_funcs: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Names of the reward functions that decide whether a group's rewards are 'all equal' (default: "
+            "help": "Names of the reward functions whose weighted sum decides whether a group is kept (default: "
             "all except the overlong shaping reward, so that length noise cannot make every group look varied)."
         },
     )
