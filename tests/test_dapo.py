@@ -138,11 +138,18 @@ def test_unknown_filter_reward_name(tiny_model_path, tmp_path):
         (dict(overlong_buffer_len=-1), "overlong_buffer_len must be >= 0"),
         (dict(dynamic_sampling_on_exhaustion="skip"), "'fill' or 'error'"),
         (dict(overlong_penalty_factor=-1.0), "overlong_penalty_factor"),
+        # issue 10 item 5: batch-wide normalisation would mix kept and dropped groups of a refill round
+        (dict(scale_rewards="batch"), r"scale_rewards='batch'.*dynamic_sampling=False"),
+        (dict(multi_objective_aggregation="normalize_then_sum"), r"normalize_then_sum.*dynamic_sampling=False"),
     ],
 )
 def test_config_validation(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         DAPOConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+
+
+def test_batch_normalisation_allowed_without_dynamic_sampling(tmp_path):
+    assert tiny_dapo_config(tmp_path, scale_rewards="batch", dynamic_sampling=False).scale_rewards == "batch"
 
 
 def test_config_defaults(tmp_path):

@@ -82,6 +82,17 @@ class DAPOConfig(GRPOConfig):
                 "completion is always 'all equal'. Raise num_generations or set dynamic_sampling=False."
             )
         super().__post_init__()
+        if self.dynamic_sampling:
+            batch_wide = ["scale_rewards='batch'"] if self.scale_rewards == "batch" else []
+            if self.multi_objective_aggregation == "normalize_then_sum":
+                batch_wide.append("multi_objective_aggregation='normalize_then_sum'")
+            if batch_wide:
+                raise ValueError(
+                    f"{' and '.join(batch_wide)} normalise advantages over the whole generation round, and with "
+                    "dynamic_sampling a round's dropped groups would shape the kept groups' advantages (the same group "
+                    "would get a different advantage in another round). Use scale_rewards='group' (or 'none') with "
+                    "multi_objective_aggregation='sum_then_normalize', or set dynamic_sampling=False."
+                )
         eps_high = self.epsilon if self.epsilon_high is None else self.epsilon_high
         if eps_high < self.epsilon:
             raise ValueError(
