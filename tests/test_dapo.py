@@ -102,6 +102,33 @@ def test_refill_prompts_differ_between_generations_of_one_step(tiny_model_path, 
     assert run(tmp_path / "b") == refills  # reproducible (a resume at a step boundary gets the same stream)
 
 
+class RewardRecordingTrainer(RecordingDAPOTrainer):
+    def _calculate_rewards(self, *args, **kwargs):
+        rewards = super()._calculate_rewards(*args, **kwargs)
+        self.rounds = getattr(self, "rounds", []) + [rewards.clone()]
+        return rewards
+
+
+def test_round_metrics_cover_everything_generated(tiny_model_path, tmp_path):
+    """Issue 10 item 14: upstream's per-round metrics become one row-weighted value per step, so a small refill round
+    no longer weighs as much as the full first round; `dapo/trained_reward_mean` is the trained batch's reward."""
+    from trl_ext.core.dynamic_sampling import choose_groups, rows_of_groups, select_groups
+
+    trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(128, 0.7, seed=2), [KeepRateReward()],
+                           cls=RewardRecordingTrainer, max_steps=1, per_device_train_batch_size=32)
+    trainer.train()
+    rounds = trainer.rounds
+    assert len(rounds) >= 2 and len({r.size(0) for r in rounds}) >= 2, [r.size(0) for r in rounds]  # unequal rounds
+    everything = torch.cat(rounds)[:, 0]
+    assert logged(trainer, "reward") == [pytest.approx(everything.mean().item(), abs=1e-6)]
+    per_round_average = sum(r.mean().item() for r in rounds) / len(rounds)
+    assert abs(per_round_average - everything.mean().item()) > 1e-3  # the old logging would have differed
+    flags = torch.cat([select_groups(r, 4) for r in rounds])
+    groups, _ = choose_groups(flags, 8, True)
+    trained = everything[rows_of_groups(groups, 4)]
+    assert logged(trainer, "dapo/trained_reward_mean") == [pytest.approx(trained.mean().item(), abs=1e-6)]
+
+
 def test_waste_stays_near_ideal(tiny_model_path, tmp_path):
     # 8 groups per batch of G=2, half of all prompts are flat: the ideal is 1 / 0.5 = 2 groups generated per group.
     trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(256, 0.5), [KeepRateReward()],

@@ -10,7 +10,9 @@ from trl_ext.core.dynamic_sampling import (
     choose_groups,
     concat_padded,
     group_granularity,
+    merge_round_metric,
     plan_refill,
+    reward_stats,
     rows_of_groups,
     select_groups,
     trim_padding,
@@ -144,3 +146,30 @@ def test_trim_padding():
     x = torch.arange(8).view(2, 4)
     assert trim_padding(x, mask, "right").tolist() == [[0, 1, 2], [4, 5, 6]]
     assert trim_padding(x, mask, "left").tolist() == [[1, 2, 3], [5, 6, 7]]
+
+
+def test_merge_round_metric_weighs_rounds_by_rows():
+    """Issue 10 item 14: a step's rounds are merged by rows, not averaged per round."""
+    nan = float("nan")
+    # a full round of 64 rows at 0.5 and a one-group refill of 8 rows at 1.0
+    assert merge_round_metric("reward", [0.5, 1.0], [64, 8]) == pytest.approx((64 * 0.5 + 8 * 1.0) / 72)
+    assert merge_round_metric("completions/max_length", [12.0, 30.0], [64, 8]) == 30.0
+    assert merge_round_metric("completions/min_terminated_length", [3.0, 2.0], [64, 8]) == 2.0
+    assert merge_round_metric("sampling/importance_sampling_ratio/min", [0.9, 0.7], [64, 8]) == 0.7
+    assert merge_round_metric("completions/mean_terminated_length", [nan, 4.0], [64, 8]) == 4.0
+    assert math.isnan(merge_round_metric("reward", [nan, nan], [1, 1]))
+
+
+def test_reward_stats_match_loop():
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 0.0], [0.0, nan], [nan, nan], [1.0, 1.0], [0.5, 0.0]])
+    weights = torch.tensor([1.0, 0.5])
+    stats = reward_stats(rewards, weights, ["acc", "fmt"])
+    totals = [1.0, 0.0, 1.5, 0.5]  # weighted nansum of the scored rows (row 2 is unscorable)
+    mean = sum(totals) / 4
+    std = math.sqrt(sum((t - mean) ** 2 for t in totals) / 3)
+    assert stats["reward"] == pytest.approx(mean) and stats["reward_std"] == pytest.approx(std)
+    assert stats["rewards/acc/mean"] == pytest.approx(2.5 / 4) and stats["rewards/fmt/mean"] == pytest.approx(1 / 3)
+    acc = [1.0, 0.0, 1.0, 0.5]
+    assert stats["rewards/acc/std"] == pytest.approx(
+        math.sqrt(sum((a - 0.625) ** 2 for a in acc) / 3))

@@ -130,6 +130,8 @@ def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_pat
         expected = adaptive_kl_update(expected, value, 0.1, 100, rows)
     assert trainer.kl_ctl.value == pytest.approx(expected)
     logged = [h["ppo/kl"] for h in trainer.state.log_history if "ppo/kl" in h]
+    # issue 10 item 14: groups of one completion always have zero std; that upstream metric is not logged for PPO
+    assert all("frac_reward_zero_std" not in h for h in trainer.state.log_history)
     assert logged == pytest.approx([v for v, _ in seen])
     assert seen[1][0] != 0.0  # the policy moved away from the reference, so the KL is a real number to track
 

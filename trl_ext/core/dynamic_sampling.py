@@ -123,3 +123,43 @@ def trim_padding(tensor: torch.Tensor, mask: torch.Tensor, side: str) -> torch.T
         return tensor[:, :1] if side == "right" else tensor[:, -1:]
     idx = torch.nonzero(used).flatten()
     return tensor[:, : int(idx[-1]) + 1] if side == "right" else tensor[:, int(idx[0]) :]
+
+
+def merge_round_metric(name: str, values: list[float], rows: list[int]) -> float:
+    """One optimizer step's value of a metric that the upstream rollout logs once per generation round.
+
+    A mean over what was generated weighs each round by its rows (a one-group refill must not weigh as much as the
+    full first round): ``sum_r rows_r * v_r / sum_r rows_r``, rounds whose value is NaN (e.g. no terminated
+    completion) left out. Extremes stay extremes: a name whose last part contains ``max`` (``completions/max_length``)
+    takes the largest value, one containing ``min`` the smallest.
+    """
+    pairs = [(v, n) for v, n in zip(values, rows) if not math.isnan(v)]
+    if not pairs:
+        return math.nan
+    last = name.rsplit("/", 1)[-1]
+    if "max" in last:
+        return max(v for v, _ in pairs)
+    if "min" in last:
+        return min(v for v, _ in pairs)
+    return sum(v * n for v, n in pairs) / sum(n for _, n in pairs)
+
+
+def _nanstd(x: torch.Tensor) -> float:
+    """Unbiased standard deviation of the non-NaN entries (NaN with fewer than two), as TRL's ``nanstd``."""
+    x = x[~torch.isnan(x)]
+    return float(x.std()) if x.numel() > 1 else math.nan
+
+
+def reward_stats(rewards: torch.Tensor, weights: torch.Tensor, names: list[str]) -> dict[str, float]:
+    """TRL's reward metrics over all generated rows of a step (every round): ``reward`` / ``reward_std`` of the
+    weighted sum over the scored rows (rows where every function returned None left out), and each function's
+    ``rewards/<name>/mean`` / ``std`` over the rows it scored. ``rewards`` is ``(N, K)``, ``weights`` ``(K,)``."""
+    scored = ~torch.isnan(rewards).all(dim=1)
+    total = (rewards * weights.to(rewards.dtype)).nansum(dim=1)[scored]
+    stats = {"reward": float(total.mean()) if total.numel() else math.nan, "reward_std": _nanstd(total)}
+    for k, name in enumerate(names):
+        column = rewards[:, k]
+        valid = column[~torch.isnan(column)]
+        stats[f"rewards/{name}/mean"] = float(valid.mean()) if valid.numel() else math.nan
+        stats[f"rewards/{name}/std"] = _nanstd(column)
+    return stats

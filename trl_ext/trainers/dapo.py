@@ -30,8 +30,10 @@ from trl_ext.core.dynamic_sampling import (
     choose_groups,
     concat_padded,
     group_granularity,
+    merge_round_metric,
     pad_to_width,
     plan_refill,
+    reward_stats,
     rows_of_groups,
     select_groups,
     trim_padding,
@@ -120,13 +122,16 @@ class DAPOTrainer(GRPOTrainer):
         granularity = group_granularity(group_size, world)
         max_rounds = self.args.dynamic_sampling_max_rounds
 
-        outputs, flags = [], []
+        metrics = self._metrics["train"]
+        logged_before = {name: len(values) for name, values in metrics.items()}
+        outputs, flags, round_rewards = [], [], []
         generated, kept, rounds = 0, 0, 0
         round_inputs = inputs
         while True:
             rounds += 1
             out = super()._generate_and_score_completions(round_inputs)
             outputs.append(self._gather_output(out))
+            round_rewards.append(self._gathered_rewards.cpu())
             round_flags = select_groups(self._gathered_rewards[:, self._filter_columns].cpu(), group_size,
                                         self.reward_weights[self._filter_columns].cpu())
             flags.append(round_flags)
@@ -152,14 +157,33 @@ class DAPOTrainer(GRPOTrainer):
                 "dynamic sampling: %d rounds kept %d of %d groups; filled the batch with %d zero-std groups",
                 rounds, kept, target, filled,
             )  # fmt: skip
-        batch = self._assemble(outputs, rows_of_groups(groups, group_size).to(self.accelerator.device), rows_local)
+        rows = rows_of_groups(groups, group_size)
+        batch = self._assemble(outputs, rows.to(self.accelerator.device), rows_local)
 
-        metrics = self._metrics["train"]
+        all_rewards = torch.cat(round_rewards)
+        self._merge_round_metrics(logged_before, [r.size(0) for r in round_rewards], all_rewards)
+        weights = self.reward_weights.cpu()
+        metrics["dapo/trained_reward_mean"].append(reward_stats(all_rewards[rows], weights, [])["reward"])
         metrics["dapo/generation_rounds"].append(float(rounds))
         metrics["dapo/kept_group_frac"].append(kept / generated)
         metrics["dapo/filled_zero_std_groups"].append(float(filled))
         metrics["dapo/generated_groups_per_trained_group"].append(generated / target)
         return batch
+
+    def _merge_round_metrics(self, logged_before: dict[str, int], round_rows: list[int], rewards: torch.Tensor):
+        """Upstream logs its rollout metrics (``reward``, ``frac_reward_zero_std``, ``completions/*``, ...) once per
+        round; make them one value per step over everything generated: row-weighted (``merge_round_metric``), and
+        the reward statistics recomputed exactly from all rounds' gathered rewards (``reward_stats``)."""
+        if len(round_rows) < 2:
+            return
+        metrics = self._metrics["train"]
+        for name, values in metrics.items():
+            start = logged_before.get(name, 0)
+            if len(values) - start == len(round_rows):
+                values[start:] = [merge_round_metric(name, values[start:], round_rows)]
+        for name, value in reward_stats(rewards, self.reward_weights.cpu(), list(self.reward_func_names)).items():
+            if name in metrics and len(metrics[name]) > logged_before.get(name, 0):
+                metrics[name][-1] = value
 
     def _refill_inputs(self, num_groups: int, round_index: int) -> list[dict]:
         """This rank's rows of a refill round: ``num_groups`` fresh prompts, each repeated ``num_generations`` times.

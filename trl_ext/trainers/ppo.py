@@ -184,6 +184,8 @@ class PPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
+        # Groups of one completion always have zero std: upstream's frac_reward_zero_std would always read 1.
+        self._metrics[mode].pop("frac_reward_zero_std", None)
         args = self.args
         B, T = out["completion_ids"].shape
         mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
