@@ -157,7 +157,8 @@ def test_critic_learns_explained_variance_rises(tiny_model_path, tmp_path):
     assert groups[-1]["lr"] == pytest.approx(3e-3) and groups[0]["lr"] == pytest.approx(1e-3)
 
 
-def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("critic_layout", ["single", "sharded"])
+def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_path, critic_layout):
     common = dict(
         learning_rate=1e-3, critic_learning_rate=1e-2, kl_coef=0.05, kl_target=0.01, kl_horizon=50,
         save_strategy="steps", save_steps=2, max_completion_length=4, per_device_train_batch_size=4,
@@ -170,6 +171,15 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
 
     assert not any("ppo_critic" in k for k in load_file(ckpt / "model.safetensors"))
     assert first.kl_ctl.value != 0.05
+    if critic_layout == "sharded":
+        # Issue 10 item 11: a critic saved in shards (what save_pretrained writes for a large model) was silently
+        # not restored on a non-DeepSpeed resume; only critic/model.safetensors was looked for.
+        import shutil
+
+        shutil.rmtree(ckpt / "critic")
+        first.critic.save_pretrained(ckpt / "critic", max_shard_size="100KB")
+        assert (ckpt / "critic" / "model.safetensors.index.json").is_file()
+        assert not (ckpt / "critic" / "model.safetensors").exists()
 
     # A fresh trainer (fresh zero-head critic, fresh optimizer) resumes through Trainer's own code path; we snapshot
     # what it holds right after Trainer restored the optimizer (the weights are restored before that).
@@ -196,13 +206,78 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
     expected, restored = first.optimizer.state_dict(), snap["optimizer"]
     assert [g["lr"] for g in expected["param_groups"]] == [g["lr"] for g in restored["param_groups"]]
     assert [g["params"] for g in expected["param_groups"]] == [g["params"] for g in restored["param_groups"]]
-    critic_ids = expected["param_groups"][-1]["params"]  # the critic's param group is the last one
+    critic_ids = [i for g in expected["param_groups"] if g.get("name", "").startswith("critic") for i in g["params"]]
     assert len(critic_ids) == len(list(first.critic.parameters()))
     assert set(critic_ids) <= set(expected["state"]), "the critic has no Adam moments in the checkpoint"
     assert expected["state"].keys() == restored["state"].keys()
     for idx, state in expected["state"].items():
         for key, value in state.items():
             assert torch.equal(value, restored["state"][idx][key]), f"optimizer state {key} of param {idx} differs"
+
+
+def test_minibatch_updates_exercise_the_clips(tiny_model_path, tmp_path):
+    """Issue 10 item 13: with 4 mini-batch updates per rollout (the recipes' setting) the later updates are off-policy,
+    so PPO's value clip acts; with one update per rollout it never could (V == V_old)."""
+    def clipfrac(steps_per_generation):
+        args = make_args(tmp_path / str(steps_per_generation), max_steps=8, learning_rate=1e-2,
+                         critic_learning_rate=5e-2, cliprange_value=0.01, kl_coef=0.0, per_device_train_batch_size=4,
+                         steps_per_generation=steps_per_generation, lr_scheduler_type="constant")
+        trainer = make_trainer(tiny_model_path, args)
+        trainer.train()
+        return [h["ppo/value_clipfrac"] for h in trainer.state.log_history if "ppo/value_clipfrac" in h]
+
+    assert max(clipfrac(1)) == 0.0
+    assert max(clipfrac(4)) > 0.0
+
+
+def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):
+    """Issue 10 item 11: a checkpoint whose critic/ folder holds no loadable weights must not resume silently with a
+    fresh critic."""
+    args = make_args(tmp_path, max_steps=1, save_strategy="steps", save_steps=1, max_completion_length=4,
+                     per_device_train_batch_size=4, kl_coef=0.0)
+    make_trainer(tiny_model_path, args).train()
+    ckpt = tmp_path / "out" / "checkpoint-1"
+    for f in (ckpt / "critic").glob("*.safetensors"):
+        f.unlink()
+    resumed = make_trainer(tiny_model_path, make_args(tmp_path, max_steps=2, save_strategy="no",
+                                                      max_completion_length=4, per_device_train_batch_size=4,
+                                                      kl_coef=0.0))
+    with pytest.raises(FileNotFoundError, match=r"critic.*no critic weights"):
+        resumed.train(resume_from_checkpoint=str(ckpt))
+
+
+def test_critic_weight_decay_spares_biases_and_norms(tiny_model_path, tmp_path):
+    """Issue 10 item 13: like the policy (Trainer's decay/no-decay groups), the critic's biases and norm weights get no
+    weight decay; its other weights get args.weight_decay; both at the critic's learning rate."""
+    trainer = make_trainer(tiny_model_path, make_args(tmp_path, weight_decay=0.1, critic_learning_rate=3e-4))
+    optimizer = trainer.create_optimizer()
+    names = {id(p): n for n, p in trainer.critic.named_parameters()}
+    groups = [g for g in optimizer.param_groups if any(id(p) in names for p in g["params"])]
+    assert len(groups) == 2 and all(g["lr"] == 3e-4 for g in groups)
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    spared = {names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert decayed and spared and len(decayed) + len(spared) == len(names)
+    assert all("norm" in n or n.endswith("bias") for n in spared), spared
+    assert not any("norm" in n or n.endswith("bias") for n in decayed), decayed
+
+
+def test_policy_and_critic_gradients_are_clipped_separately(tiny_model_path, tmp_path):
+    """Issue 10 item 13: as verl (two optimizers, each with its grad clip), a large policy gradient must not shrink the
+    critic's gradient, and vice versa; the logged grad_norm is the policy's."""
+    trainer = make_trainer(tiny_model_path, make_args(tmp_path, max_grad_norm=1.0))
+    trainer.create_optimizer()
+    critic = {id(p) for p in trainer.critic.parameters()}
+    policy = [p for p in trainer.model.parameters() if id(p) not in critic]
+    for p in policy:
+        p.grad = torch.full_like(p, 10.0)
+    for p in trainer.critic.parameters():
+        p.grad = torch.full_like(p, 1e-4)
+    critic_grads = [p.grad.clone() for p in trainer.critic.parameters()]
+    norm = trainer._clip_grad_norm(trainer.model)
+    policy_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in policy]))
+    assert policy_norm.item() == pytest.approx(1.0, rel=1e-4)
+    assert float(norm) > 100  # the pre-clip policy norm
+    assert all(torch.equal(g, p.grad) for g, p in zip(critic_grads, trainer.critic.parameters()))
 
 
 # --- 2-process runs -----------------------------------------------------------------------------------------------

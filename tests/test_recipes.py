@@ -52,6 +52,18 @@ def parse(algo, config, extra=()):
 # -- YAML configs ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", [p for p in all_recipe_yamls() if algo_of(p) == "ppo"],
+                         ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_ppo_recipes_update_several_times_per_rollout(path):
+    """Issue 10 item 13: with one optimizer step per rollout PPO's ratio and value clips never act (the policy that
+    sampled is the one being updated); the PPO recipes use verl's 4 mini-batches per rollout."""
+    _, args, _ = parse("ppo", path)
+    updates_per_rollout = args.steps_per_generation * args.num_iterations // args.gradient_accumulation_steps
+    assert updates_per_rollout >= 4, (args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
+    if args.save_strategy == "steps":
+        assert args.save_steps % updates_per_rollout == 0  # checkpoints at rollout boundaries (exact resume)
+
+
 @pytest.mark.parametrize("path", all_recipe_yamls(), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_recipe_yaml_parses(path):
     from trl_ext.recipe import load_recipe_yaml

@@ -32,6 +32,39 @@ CRITIC_DIR = "critic"  # sub-folder of a checkpoint / saved model holding the cr
 KL_STATE_FILE = "ppo_kl_ctl_state.json"
 
 
+def _read_weights(path: str) -> dict:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_critic_weights(critic, directory: str) -> None:
+    """Load the critic's weights from ``directory`` in any layout ``save_pretrained`` writes: one safetensors or
+    ``pytorch_model.bin`` file, or shards with an index. Raises when nothing there can be loaded (a resume must not
+    go on with a fresh critic) and when the weights do not match the critic (``strict``)."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if os.path.isfile(os.path.join(directory, name)):
+            critic.load_state_dict(_read_weights(os.path.join(directory, name)))
+            return
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = os.path.join(directory, name)
+        if os.path.isfile(index):
+            with open(index) as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            state = {}
+            for shard in shards:
+                state.update(_read_weights(os.path.join(directory, shard)))
+            critic.load_state_dict(state)
+            return
+    raise FileNotFoundError(
+        f"{directory}: the checkpoint has a critic folder but no critic weights (model.safetensors, "
+        f"pytorch_model.bin or a sharded index; found {sorted(os.listdir(directory))}). Resume from a complete "
+        "checkpoint, or delete the folder to start the critic afresh on purpose."
+    )
+
+
 class PPOTrainer(GRPOTrainer):
     """PPO (Schulman et al. 2017) with a critic and GAE (Schulman et al. 2015) on top of ``trl.GRPOTrainer``.
 
@@ -144,7 +177,8 @@ class PPOTrainer(GRPOTrainer):
         return loss
 
     def create_optimizer(self, model=None):
-        """Parent's optimizer for the policy, plus one param group for the critic with ``critic_learning_rate``."""
+        """Parent's optimizer for the policy, plus the critic's two param groups at ``critic_learning_rate``: weight
+        decay on its weight matrices, none on biases and norm weights (Trainer's rule for the policy)."""
         if self.optimizer is not None:
             return self.optimizer
         critic_params = [p for p in self.critic.parameters() if p.requires_grad]
@@ -156,8 +190,30 @@ class PPOTrainer(GRPOTrainer):
             for p in critic_params:
                 p.requires_grad_(True)
         lr = self.args.critic_learning_rate or self.args.learning_rate
-        optimizer.add_param_group({"params": critic_params, "lr": lr, "weight_decay": self.args.weight_decay})
+        decay = set(self.get_decay_parameter_names(self.critic))
+        named = [(n, p) for n, p in self.critic.named_parameters() if p.requires_grad]
+        for name, weight_decay, params in (
+            ("critic", self.args.weight_decay, [p for n, p in named if n in decay]),
+            ("critic_no_decay", 0.0, [p for n, p in named if n not in decay]),
+        ):
+            if params:
+                optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": weight_decay, "name": name})
         return optimizer
+
+    def _clip_grad_norm(self, model):
+        """Clip the policy's and the critic's gradients separately, each to ``max_grad_norm`` (verl clips its actor
+        and critic optimizers independently): one large gradient must not shrink the other's update. Returns the
+        policy's pre-clip norm (Trainer logs it as ``grad_norm``); the critic's goes to ``ppo/critic_grad_norm``.
+        Under DeepSpeed the engine clips all parameters together (its ``gradient_clipping``), as before."""
+        if self.is_deepspeed_enabled:
+            return super()._clip_grad_norm(model)
+        critic = [p for p in self.critic.parameters()]
+        critic_ids = {id(p) for p in critic}
+        policy = [p for p in model.parameters() if id(p) not in critic_ids]
+        max_norm = self.args.max_grad_norm
+        critic_norm = self.accelerator.clip_grad_norm_(critic, max_norm)
+        self._metrics["train"]["ppo/critic_grad_norm"].append(float(critic_norm))
+        return self.accelerator.clip_grad_norm_(policy, max_norm)
 
     # ----- rollout --------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -277,11 +333,9 @@ class PPOTrainer(GRPOTrainer):
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Non-DeepSpeed resume: policy as usual, then the critic (DeepSpeed restores both from its engine files)."""
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, CRITIC_DIR, "model.safetensors")
-        if os.path.isfile(path):
-            from safetensors.torch import load_file
-
-            self.critic.load_state_dict(load_file(path, device="cpu"))
+        directory = os.path.join(resume_from_checkpoint, CRITIC_DIR)
+        if os.path.isdir(directory):
+            load_critic_weights(self.critic, directory)
 
     def _save_optimizer_and_scheduler(self, output_dir):
         # With the optimizer, i.e. before Trainer writes trainer_state.json, which marks a checkpoint as complete.
