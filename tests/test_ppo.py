@@ -230,6 +230,35 @@ def test_minibatch_updates_exercise_the_clips(tiny_model_path, tmp_path):
     assert max(clipfrac(4)) > 0.0
 
 
+def test_unscorable_completions_leave_the_losses(tiny_model_path, tmp_path):
+    """Issue 10 item 10: a completion for which every reward function returned None used to train as if it scored 0
+    (a spurious negative signal). It is now masked out of the policy and value losses and of num_items_in_batch."""
+    from trl_ext import PPOTrainer
+
+    class Recording(PPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            self.rollouts = getattr(self, "rollouts", []) + [(out, [x["prompt"][-1]["content"] for x in inputs])]
+            return out
+
+    def yes_or_none(prompts, completions, **kwargs):
+        return [1.0 if "yes" in p[-1]["content"] else None for p in prompts]
+
+    from transformers import AutoTokenizer
+
+    trainer = Recording(model=tiny_model_path, reward_funcs=yes_or_none, train_dataset=yes_no_dataset(),
+                        args=make_args(tmp_path, max_steps=2), processing_class=AutoTokenizer.from_pretrained(tiny_model_path))
+    trainer.train()
+    for out, prompts in trainer.rollouts:
+        none = torch.tensor(["yes" not in p for p in prompts])
+        assert none.any() and (~none).any()
+        assert out["completion_mask"][none].sum() == 0
+        assert (out["advantages"][none] == 0).all()
+        assert out["num_items_in_batch"] == out["completion_mask"].sum()
+    fracs = [h["ppo/unscorable_frac"] for h in trainer.state.log_history if "ppo/unscorable_frac" in h]
+    assert fracs and all(0 < f < 1 for f in fracs)
+
+
 def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):
     """Issue 10 item 11: a checkpoint whose critic/ folder holds no loadable weights must not resume silently with a
     fresh critic."""

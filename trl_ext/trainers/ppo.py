@@ -252,6 +252,17 @@ class PPOTrainer(GRPOTrainer):
         scores = scores[rank * B : (rank + 1) * B].to(mask.device)
         input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        # A completion that no reward function could score (all None) carries no signal: GRPO gives it zero
+        # advantage; here it leaves the policy and value losses (and their token-mean normaliser) altogether.
+        unscorable = torch.isnan(rpf).all(dim=1)
+        self._metrics[mode]["ppo/unscorable_frac"].append(unscorable.float().mean().item())
+        local_unscorable = unscorable[rank * B : (rank + 1) * B].to(mask.device)
+        if unscorable.any():
+            keep = (~local_unscorable).unsqueeze(1)
+            mask = mask * keep
+            out["completion_mask"] = out["completion_mask"] * keep.to(out["completion_mask"].dtype)
+            if "num_items_in_batch" in out:
+                out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         batch_size = args.per_device_train_batch_size if mode == "train" else args.per_device_eval_batch_size
         with torch.no_grad():
             values = self._critic_values(input_ids, attention_mask, T, batch_size) * mask
