@@ -273,6 +273,91 @@ def test_main_job_teaches_the_model_to_show_its_work(tmp_path):
     assert "answers showing work" in proc.stdout  # the printed summary reads the mechanism, not just the score
 
 
+def test_dpo_pair_sampling_resumes_chunk_by_chunk(tiny_model_path, tmp_path, monkeypatch):
+    """Issue 10 item 1: finished chunks are kept on disk, so a killed run samples only what is missing; two ranks (two
+    processes sharing the cache) split the chunks and end with the same pairs, which one process alone rebuilds."""
+    import trl_ext.recipe.dpo_pairs as dpo_pairs
+    from trl_ext.data.gsm8k import load_gsm8k
+
+    questions = load_gsm8k("synthetic", "train", num_examples=64, seed=0)
+    settings = dict(num_samples=2, temperature=1.0, max_new_tokens=8, batch_size=64, chosen_fallback="reference",
+                    seed=0, backend="hf")
+    sampled = []
+    real = dpo_pairs.sample_records
+
+    def counting(*args, **kwargs):
+        for chunk, records in real(*args, **kwargs):
+            sampled.append(chunk)
+            yield chunk, records
+
+    monkeypatch.setattr(dpo_pairs, "sample_records", counting)
+    # rank 1 in a process of its own (sampling seeds torch's global generator, which threads would share)
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from trl_ext.data.gsm8k import load_gsm8k; from trl_ext.recipe.dpo_pairs import "
+            "onpolicy_pairs; q = load_gsm8k('synthetic', 'train', num_examples=64, seed=0); "
+            f"p, _, _ = onpolicy_pairs({tiny_model_path!r}, q, cache_dir={str(tmp_path)!r}, rank=1, world_size=2, "
+            f"chunk_size=16, **{settings!r}); print('CHOSEN', json.dumps(list(p['chosen'])))")
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = {0: dpo_pairs.onpolicy_pairs(tiny_model_path, questions, cache_dir=tmp_path, rank=0, world_size=2,
+                                           chunk_size=16, **settings)}
+    stdout, stderr = other.communicate(timeout=300)
+    assert other.returncode == 0, stderr[-3000:]
+    assert sampled == [(0, 16), (32, 48)]  # rank 0's chunks; rank 1 sampled the others
+    chosen_1 = json.loads(next(line for line in stdout.splitlines() if line.startswith("CHOSEN "))[7:])
+    assert chosen_1 == list(results[0][0]["chosen"]) and len(chosen_1) > 0
+    final = results[0][2]
+    # A run killed after three of the four chunks: only the missing chunk is sampled again, same pairs.
+    import shutil
+
+    shutil.rmtree(final)
+    (final.parent / (final.name + ".parts") / "chunk-00000016-00000032.json").unlink()
+    sampled.clear()
+    again, stats, _ = dpo_pairs.onpolicy_pairs(tiny_model_path, questions, cache_dir=tmp_path, chunk_size=16,
+                                               **settings)
+    assert sampled == [(16, 32)] and not stats["cached"]
+    assert again["chosen"] == results[0][0]["chosen"] and again["rejected"] == results[0][0]["rejected"]
+
+
+@pytest.mark.timeout(600)
+def test_dpo_pairs_sampled_by_every_rank_outlast_a_short_ddp_timeout(tiny_model_path, tmp_path):
+    """Issue 10 item 1: DPO pair sampling ran on rank 0 while the other ranks waited in a barrier bounded by
+    ddp_timeout; on 8 GPUs with GSM8K the NCCL watchdog killed the job before the cache was written, every time.
+    Now every rank samples its chunks and waits on files, not on a collective: a 2-process ZeRO-3 run whose sampling
+    takes longer than its 4 s ddp_timeout succeeds, resumes chunk by chunk, and gives exactly the pairs that one
+    process builds with the same seed."""
+    from conftest import launch
+
+    from trl_ext.data.gsm8k import load_gsm8k
+    from trl_ext.recipe.dpo_pairs import build_onpolicy_pairs, chunk_bounds
+
+    out, cache = tmp_path / "dpo", tmp_path / "pairs"
+    n, chunk = 384, 32
+    args = tiny_args("dpo", tiny_model_path, str(out)) + [
+        "--num_train_examples", str(n), "--dpo_num_samples", "4", "--dpo_max_new_tokens", "24", "--ddp_timeout", "4",
+        "--dpo_sample_chunk_size", str(chunk), "--dpo_pairs_cache_dir", str(cache), "--eval_before", "false",
+        "--eval_after", "false", "--max_steps", "1",
+    ]
+    proc = launch(RECIPES / "dpo_math.py", args, config="zero3", timeout=600, env={"PYTHONPATH": str(REPO / "tests")})
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["phase_seconds"]["dpo_pairs"] > 4, summary["phase_seconds"]  # it outlasted the timeout
+    assert summary["global_step"] == 1 and "DPO pairs:" in proc.stdout
+    [parts] = list(cache.glob("pairs-*.parts"))
+    assert len(list(parts.glob("chunk-*.json"))) == len(chunk_bounds(n, chunk))
+    [final] = [p for p in cache.glob("pairs-*") if p.is_dir() and not p.name.endswith(".parts")]
+
+    import datasets
+
+    sharded = datasets.load_from_disk(str(final / "data"))
+    questions = load_gsm8k("synthetic", "train", num_examples=n, seed=0)
+    single, _ = build_onpolicy_pairs(tiny_model_path, questions, num_samples=4, temperature=1.0, max_new_tokens=24,
+                                     batch_size=64, chosen_fallback="reference", seed=0, chunk_size=chunk)
+    assert len(sharded) == len(single) > 0
+    for column in ("prompt", "chosen", "rejected"):
+        assert sharded[column] == single[column]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("config", ["zero2", "multi_gpu"])

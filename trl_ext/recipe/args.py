@@ -195,6 +195,11 @@ class DPOScriptArguments(RecipeScriptArguments):
         },
     )
     dpo_sample_batch_size: int = field(default=64, metadata={"help": "Sequences per generate() call when sampling."})
+    dpo_sample_chunk_size: int = field(
+        default=256,
+        metadata={"help": "Questions per sampling chunk: chunks are shared out over all ranks and saved as they finish, "
+                  "so a killed run resumes from the last finished chunk."},
+    )
     dpo_sample_backend: str = field(default="hf", metadata={"help": "'hf', 'vllm' or 'auto' for the pair sampler."})
     dpo_pairs_cache_dir: str | None = field(
         default=None,
@@ -207,6 +212,8 @@ class DPOScriptArguments(RecipeScriptArguments):
             raise ValueError(f"dpo_num_samples must be >= 2 to find a correct and an incorrect sample, got {self.dpo_num_samples}")
         if self.dpo_chosen_fallback not in ("none", "reference"):
             raise ValueError(f"dpo_chosen_fallback must be 'none' or 'reference', got {self.dpo_chosen_fallback!r}")
+        if self.dpo_sample_chunk_size < 1:
+            raise ValueError(f"dpo_sample_chunk_size must be >= 1, got {self.dpo_sample_chunk_size}")
         if self.dpo_max_pairs_per_question < 1:
             raise ValueError(f"dpo_max_pairs_per_question must be >= 1, got {self.dpo_max_pairs_per_question}")
         if self.dpo_sample_backend not in ("hf", "vllm", "auto"):

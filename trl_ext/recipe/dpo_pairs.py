@@ -4,8 +4,9 @@ model, verify them with the strict GSM8K check, and pair a correct completion (c
 Optionally (``chosen_fallback="reference"``) a question with no correct sample pairs the reference solution
 (chosen, off-policy) with its incorrect samples.
 
-The pairs are cached as a ``datasets`` dataset on disk, keyed by a hash of the start model (path and checkpoint
-timestamps) and every setting that changes them, so reruns and the other ranks reuse them.
+Every rank samples its share of the questions (chunk by chunk, each chunk saved as it finishes, so a killed run
+resumes); the pairs are cached as a ``datasets`` dataset on disk, keyed by a hash of the start model (path and
+checkpoint timestamps) and every setting that changes them, so reruns reuse them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-CACHE_VERSION = "2"  # 2: explicit sampling config, only terminated completions chosen
+CACHE_VERSION = "3"  # 2: explicit sampling config, only terminated chosen; 3: chunk-seeded sampling
 
 
 def _model_fingerprint(model_path: str) -> dict:
@@ -71,6 +72,63 @@ def make_pairs(records, solutions, max_pairs_per_question: int = 1, chosen_fallb
     return rows, stats
 
 
+def _chunk_seed(seed: int, start: int) -> int:
+    """Sampling seed of the chunk that starts at question ``start``: the same whichever rank samples it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}-{start}".encode()).digest()[:4], "big")
+
+
+def sample_records(model_path: str, dataset, chunks, *, num_samples: int = 4, temperature: float = 1.0,
+                   max_new_tokens: int = 256, batch_size: int = 64, backend: str = "hf", seed: int = 0,
+                   done=None):
+    """Sample and verify ``num_samples`` completions for the questions of each ``(start, end)`` chunk of ``dataset``,
+    the model loaded once; each chunk is seeded by ``(seed, start)``, so a chunk gives the same records on any rank
+    and in any run. Yields ``(chunk, records)``; chunks for which ``done(chunk)`` is true are skipped."""
+    from trl_ext.eval import _use_vllm, evaluate, load_model
+    from trl_ext.recipe.run import zero3_init_disabled
+
+    todo = [c for c in chunks if done is None or not done(c)]
+    if not todo:
+        return
+    with zero3_init_disabled():
+        if _use_vllm(backend):
+            from transformers import AutoTokenizer
+
+            model, tokenizer = None, AutoTokenizer.from_pretrained(model_path)
+        else:
+            model, tokenizer = load_model(model_path)
+        for start, end in todo:
+            _, records = evaluate(
+                model, tokenizer, dataset.select(range(start, end)), num_samples=num_samples, temperature=temperature,
+                max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False, model_path=model_path,
+                seed=_chunk_seed(seed, start),
+            )
+            yield (start, end), records
+    del model
+
+
+def pairs_from_records(records, dataset, num_samples: int, max_pairs_per_question: int = 1,
+                       chosen_fallback: str = "none"):
+    """Verified samples -> ``(Dataset or None, stats)`` of conversational DPO rows (prompt, chosen, rejected)."""
+    import datasets
+
+    rows, stats = make_pairs(records, dataset["solution"], max_pairs_per_question, chosen_fallback)
+    completions = max(1, sum(len(r["strict"]) for r in records))
+    stats["sample_mean_strict"] = sum(sum(r["strict"]) for r in records) / completions
+    stats["sample_mean_flexible"] = sum(sum(r["flexible"]) for r in records) / completions
+    prompts, answers = dataset["prompt"], dataset["answer"]
+    out = [
+        {
+            "prompt": prompts[r["index"]],
+            "chosen": [{"role": "assistant", "content": r["chosen"]}],
+            "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            "answer": answers[r["index"]],
+            "pair_source": r["pair_source"],
+        }
+        for r in rows
+    ]
+    return (datasets.Dataset.from_list(out) if out else None), stats
+
+
 def build_onpolicy_pairs(
     model_path: str,
     dataset,
@@ -83,41 +141,23 @@ def build_onpolicy_pairs(
     chosen_fallback: str = "none",
     backend: str = "hf",
     seed: int = 0,
+    chunk_size: int = 256,
 ):
-    """Sample, verify and pair (no caching). ``dataset`` comes from ``load_gsm8k``. Returns ``(Dataset, stats)``."""
-    import datasets
+    """Sample, verify and pair in this process (no caching). ``dataset`` comes from ``load_gsm8k``. Returns
+    ``(Dataset, stats)``; the same pairs as the sharded, cached ``onpolicy_pairs`` with the same settings."""
+    chunks = chunk_bounds(len(dataset), chunk_size)
+    records = []
+    for _, chunk_records in sample_records(model_path, dataset, chunks, num_samples=num_samples,
+                                           temperature=temperature, max_new_tokens=max_new_tokens,
+                                           batch_size=batch_size, backend=backend, seed=seed):
+        records += chunk_records
+    return pairs_from_records(records, dataset, num_samples, max_pairs_per_question, chosen_fallback)
 
-    from trl_ext.eval import _use_vllm, evaluate, load_model
-    from trl_ext.recipe.run import zero3_init_disabled
 
-    with zero3_init_disabled():
-        if _use_vllm(backend):
-            from transformers import AutoTokenizer
-
-            model, tokenizer = None, AutoTokenizer.from_pretrained(model_path)
-        else:
-            model, tokenizer = load_model(model_path)
-        summary, records = evaluate(
-            model, tokenizer, dataset, num_samples=num_samples, temperature=temperature,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False, model_path=model_path, seed=seed,
-        )
-    del model
-    rows, stats = make_pairs(records, dataset["solution"], max_pairs_per_question, chosen_fallback)
-    stats["sample_mean_strict"] = summary["strict"].get(f"mean@{num_samples}", summary["strict"]["accuracy"])
-    stats["sample_mean_flexible"] = summary["flexible"].get(f"mean@{num_samples}", summary["flexible"]["accuracy"])
-    prompts = dataset["prompt"]
-    answers = dataset["answer"]
-    out = [
-        {
-            "prompt": prompts[r["index"]],
-            "chosen": [{"role": "assistant", "content": r["chosen"]}],
-            "rejected": [{"role": "assistant", "content": r["rejected"]}],
-            "answer": answers[r["index"]],
-            "pair_source": r["pair_source"],
-        }
-        for r in rows
-    ]
-    return datasets.Dataset.from_list(out) if out else None, stats
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``[(0, c), (c, 2c), ...]`` over ``n`` questions: the unit of sharding (rank r samples chunks r, r+W, ...) and
+    of resuming (a finished chunk is on disk)."""
+    return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
 
 
 def default_cache_dir() -> Path:
@@ -126,45 +166,77 @@ def default_cache_dir() -> Path:
     return root() / "dpo_pairs"
 
 
-def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: dict | None = None, **settings):
-    """``build_onpolicy_pairs`` with an on-disk cache. Returns ``(Dataset, stats, cache path)``.
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
-    Raises ``ValueError`` when no question yields a pair.
+
+def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: dict | None = None, rank: int = 0,
+                   world_size: int = 1, chunk_size: int = 256, poll_seconds: float = 0.5, **settings):
+    """On-policy pairs, sampled by all ranks and cached on disk. Returns ``(Dataset, stats, cache path)``.
+
+    The questions are cut into chunks of ``chunk_size``; rank ``r`` of ``world_size`` samples chunks ``r, r + W, ...``
+    and writes each finished chunk's verified samples to ``<cache>/pairs-<key>.parts/`` (atomically), skipping
+    chunks already there: a killed run resumes where it stopped. Then every rank waits *on the files* for the other
+    ranks' chunks (no collective, so no ``ddp_timeout`` can expire while the model samples), pairs all records the
+    same way, and rank 0 writes the final cache atomically. Every call with the same settings gives
+    the same pairs, whatever the number of ranks. Raises ``ValueError`` when no question yields a pair.
     """
     import datasets
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = pairs_key(model_path, {**settings, "dataset": dataset_desc or {}, "rows": len(dataset)})
+    key = pairs_key(model_path, {**settings, "dataset": dataset_desc or {}, "rows": len(dataset),
+                                 "chunk_size": chunk_size})
     final = root / f"pairs-{key}"
     stats_file = final / "pair_stats.json"
     if stats_file.exists():
         stats = json.loads(stats_file.read_text())
         stats["cached"] = True
         return datasets.load_from_disk(str(final / "data")), stats, final
-    pairs, stats = build_onpolicy_pairs(model_path, dataset, **settings)
+    parts = root / f"pairs-{key}.parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    chunks = chunk_bounds(len(dataset), chunk_size)
+
+    def part(chunk) -> Path:
+        return parts / f"chunk-{chunk[0]:08d}-{chunk[1]:08d}.json"
+
+    sample_settings = {k: v for k, v in settings.items() if k not in ("max_pairs_per_question", "chosen_fallback")}
+    for chunk, records in sample_records(model_path, dataset, chunks[rank::world_size],
+                                         done=lambda c: part(c).exists(), **sample_settings):
+        _write_atomically(part(chunk), json.dumps(records))
+    waited, last_log = time.time(), time.time()
+    while missing := [c for c in chunks if not part(c).exists()]:
+        if time.time() - last_log > 60:
+            logger.warning("DPO pairs: rank %d waits for %d chunks of other ranks (%.0f s)", rank, len(missing),
+                           time.time() - waited)
+            last_log = time.time()
+        time.sleep(poll_seconds)
+    records = [r for c in chunks for r in json.loads(part(c).read_text())]
+    pairs, stats = pairs_from_records(records, dataset, settings.get("num_samples", 4),
+                                      settings.get("max_pairs_per_question", 1), settings.get("chosen_fallback", "none"))
     if pairs is None:
         raise ValueError(
             f"no training question gave a (correct, incorrect) pair: {stats}. Sample more completions "
             "(dpo_num_samples), change dpo_temperature, or set dpo_chosen_fallback=reference"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
-    try:
-        pairs.save_to_disk(str(tmp / "data"))
-        (tmp / "pair_stats.json").write_text(json.dumps({**stats, "model": model_path, "settings": settings}, indent=2))
-        if final.exists():  # built concurrently by another run with the same key
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if rank == 0 and not final.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
+        try:
+            pairs.save_to_disk(str(tmp / "data"))
+            (tmp / "pair_stats.json").write_text(json.dumps({**stats, "model": model_path, "settings": settings},
+                                                            indent=2))
+            if not final.exists():  # another run with the same key may have written it meanwhile
+                os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     stats["cached"] = False
-    return datasets.load_from_disk(str(final / "data")), stats, final
+    return pairs, stats, final
 
 
 def pairs_for_run(run):
-    """The DPO recipe's training data: on-policy pairs from ``run``'s start model and training questions, built by
-    the main process (the other ranks wait, then load the cache). Records the pair statistics in ``run.extra``."""
+    """The DPO recipe's training data: on-policy pairs from ``run``'s start model and training questions, sampled by
+    all ranks (``onpolicy_pairs``). Records the pair statistics in ``run.extra``."""
     from trl_ext.recipe.hardware import log
 
     s, training_args = run.script_args, run.training_args
@@ -181,12 +253,15 @@ def pairs_for_run(run):
     )
     desc = {"source": s.dataset_source, "split": s.dataset_train_split, "num_train_examples": s.num_train_examples,
             **s.dataset_kwargs()}
-    # local=False: only the global main process samples; on several nodes the cache dir must be shared.
+    # Every rank samples its share of the questions; on several nodes the cache dir must be shared.
+    from accelerate import PartialState
+
+    state = PartialState()
     start = time.time()
-    with training_args.main_process_first(local=False, desc="on-policy DPO pairs"):
-        pairs, stats, path = onpolicy_pairs(
-            run.model_path, questions, cache_dir=s.dpo_pairs_cache_dir, dataset_desc=desc, **settings
-        )
+    pairs, stats, path = onpolicy_pairs(
+        run.model_path, questions, cache_dir=s.dpo_pairs_cache_dir, dataset_desc=desc, rank=state.process_index,
+        world_size=state.num_processes, chunk_size=s.dpo_sample_chunk_size, **settings
+    )
     stats = {k: v for k, v in stats.items() if k not in ("model", "settings")}
     log(
         f"DPO pairs: {stats['pairs']} pairs from {stats['questions_with_pair']} of {stats['questions']} questions; "
