@@ -6,12 +6,16 @@
 * ``warm_start()``: SFT of that model with TRL's ``SFTTrainer`` on the synthetic train split, cached on disk under a
   key derived from its config, so RL starts from a model with partial competence.
 
-The warm start's SFT data ends 75% of the solutions of multi-step problems with ``The answer is N.`` instead of
-``#### N`` (what the prompt asks for); one-step solutions always use ``#### N``. Greedy decoding of the SFT'd model
-then answers most multi-step problems in the wrong format (strict accuracy well below flexible), while sampling
-still produces ``#### N`` now and then, so RL on the strict reward has a signal to move probability towards the
-requested format for every question. Gains on this testbed are therefore mostly *format alignment*; the evaluator reports
-flexible accuracy (last number) beside strict accuracy so that the nature of a gain is visible.
+**Two strategies, one format ("show your work").** Every SFT solution ends in ``#### N``, but the warm start learns
+two ways to get there. Stage 1 trains on worked solutions only (one ``a + b = c`` line per step, then ``#### N``),
+so the model becomes competent at the worked route. Stage 2 goes on with a mix in which ``direct_fraction`` of the
+solutions are the bare answer (``#### N``, no working). Direct answers need the whole computation in one token
+prediction, which a 0.9M-parameter model gets right mostly on one-step problems; worked answers are right far
+more often. The start model then answers directly on a large share of the problems (greedy), so its accuracy is
+low, while sampling still shows the worked route now and then: RL on the final answer alone can teach it to
+*choose* to work step by step, which raises answer correctness (flexible accuracy), not just the format (strict and
+flexible stay equal: both routes end in ``#### N``). A small-scale version of what RL does for chain of thought in
+large models; it does not teach new arithmetic.
 """
 
 from __future__ import annotations
@@ -38,8 +42,7 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-ALT_ENDING = "The answer is {answer}."
-CACHE_VERSION = "4"
+CACHE_VERSION = "6"
 
 
 def default_cache_dir() -> Path:
@@ -50,7 +53,9 @@ def _corpus(num_examples: int, seed: int) -> list[str]:
     from trl_ext.data.gsm8k import DEFAULT_INSTRUCTION
     from trl_ext.data.synthetic import generate_problems
 
-    texts = [DEFAULT_INSTRUCTION, ALT_ENDING, 'End with "#### <number>".', "system\nuser\nassistant\n"]
+    # "The answer is {answer}." stays in the corpus from an earlier testbed: it keeps the tokenizer (and with it every
+    # random tiny model the tests build) exactly as it was.
+    texts = [DEFAULT_INSTRUCTION, "The answer is {answer}.", 'End with "#### <number>".', "system\nuser\nassistant\n"]
     for row in generate_problems(num_examples, "train", seed=seed, max_steps=4, max_operand=50):
         texts += [row["question"], row["answer"]]
     return texts
@@ -126,89 +131,126 @@ def build_tiny_model(
 
 @dataclasses.dataclass
 class WarmStartConfig:
-    """Settings of the SFT warm start; the cache key is a hash of all of them."""
+    """Settings of the SFT warm start; the cache key is a hash of all of them (see the module docstring)."""
 
     seed: int = 0
     num_train_examples: int = 20000
-    max_steps: int = 400
     batch_size: int = 64
-    learning_rate: float = 3e-3
-    # Solutions of problems with at least `alt_format_min_steps` steps end "The answer is N." instead of "#### N"
-    # with probability `alt_format_prob` (see the module docstring).
-    alt_format_min_steps: int = 2
-    alt_format_prob: float = 0.75
+    # Stage 1: worked solutions only, until the worked route is competent.
+    worked_steps: int = 400
+    worked_learning_rate: float = 3e-3
+    # Stage 2: `direct_fraction` of the solutions are the bare "#### N", the rest worked.
+    mix_steps: int = 250
+    mix_learning_rate: float = 2e-3
+    direct_fraction: float = 0.6
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 384
     vocab_size: int = 512
 
+    @property
+    def total_steps(self) -> int:
+        return self.worked_steps + self.mix_steps
+
     def key(self) -> str:
         blob = json.dumps({"v": CACHE_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def sft_dataset(cfg: WarmStartConfig):
-    """Prompt-completion conversational SFT data from the synthetic train split."""
+def direct_solution(solution: str) -> str:
+    """The bare final-answer line of a GSM8K-style solution (``"3 + 6 = 9\n#### 9"`` -> ``"#### 9"``)."""
+    return solution.strip().split("\n")[-1]
+
+
+def sft_dataset(cfg: WarmStartConfig, direct_fraction: float, stage: int):
+    """Prompt-completion conversational SFT data from the synthetic train split: each solution is replaced by its
+    bare answer line with probability ``direct_fraction`` (a stream of its own per stage)."""
     import datasets
 
     from trl_ext.data.gsm8k import load_gsm8k
 
     ds = load_gsm8k("synthetic", "train", num_examples=cfg.num_train_examples, seed=cfg.seed)
-    rng = random.Random(cfg.seed)
-
-    def completion(row):
-        solution = row["solution"]
-        steps = solution.count("\n")  # one reasoning line per step, then "#### N"
-        if steps >= cfg.alt_format_min_steps and rng.random() < cfg.alt_format_prob:
-            lines = solution.split("\n")[:-1]
-            solution = "\n".join(lines + [ALT_ENDING.format(answer=row["answer"])])
-        return {"completion": [{"role": "assistant", "content": solution}]}
-
-    rows = [{"prompt": r["prompt"], **completion(r)} for r in ds]
+    rng = random.Random(f"{cfg.seed}-stage{stage}")
+    rows = []
+    for r in ds:
+        solution = direct_solution(r["solution"]) if rng.random() < direct_fraction else r["solution"]
+        rows.append({"prompt": r["prompt"], "completion": [{"role": "assistant", "content": solution}]})
     return datasets.Dataset.from_list(rows)
 
 
-def _train_sft(cfg: WarmStartConfig, out_dir: Path) -> None:
+def _progress_callback(total_steps: int):
+    """A ``TrainerCallback`` driving one tqdm bar (with its time estimate) over both SFT stages."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.bar = tqdm(total=total_steps, desc="trl_ext warm start (SFT)", unit="step", mininterval=5)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(1)
+
+    return Progress()
+
+
+def sft_stage(cfg: WarmStartConfig, model_dir: Path, stage: int, callbacks=()) -> None:
+    """Run SFT stage 1 (worked solutions only) or 2 (the direct/worked mix) on the model saved in ``model_dir``, and
+    save the result back there."""
     import torch
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    build_tiny_model(
-        out_dir, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size, cfg.vocab_size, cfg.seed
-    )
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    steps, lr, direct_fraction = {
+        1: (cfg.worked_steps, cfg.worked_learning_rate, 0.0),
+        2: (cfg.mix_steps, cfg.mix_learning_rate, cfg.direct_fraction),
+    }[stage]
+    if steps <= 0:
+        return
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     args = SFTConfig(
-        output_dir=str(out_dir / "sft_run"),
-        max_steps=cfg.max_steps,
+        output_dir=str(model_dir / "sft_run"),
+        max_steps=steps,
         per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
+        learning_rate=lr,
         lr_scheduler_type="cosine",
-        warmup_steps=max(1, cfg.max_steps // 20),
+        warmup_steps=max(1, steps // 20),
         weight_decay=0.0,
-        logging_steps=max(1, cfg.max_steps // 10),
+        logging_steps=max(1, steps // 5),
         save_strategy="no",
         report_to="none",
         bf16=False,
-        seed=cfg.seed,
+        seed=cfg.seed + stage,
         max_length=256,
         completion_only_loss=True,
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
     )
-    trainer = SFTTrainer(model=str(out_dir), args=args, train_dataset=sft_dataset(cfg), processing_class=tokenizer)
+    trainer = SFTTrainer(model=str(model_dir), args=args, train_dataset=sft_dataset(cfg, direct_fraction, stage),
+                         processing_class=tokenizer, callbacks=list(callbacks))
     trainer.train()
-    trainer.model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    shutil.rmtree(out_dir / "sft_run", ignore_errors=True)
+    trainer.model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    shutil.rmtree(model_dir / "sft_run", ignore_errors=True)
+
+
+def _train_sft(cfg: WarmStartConfig, out_dir: Path) -> None:
+    build_tiny_model(
+        out_dir, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size, cfg.vocab_size, cfg.seed
+    )
+    progress = _progress_callback(cfg.total_steps)
+    for stage in (1, 2):
+        sft_stage(cfg, out_dir, stage, callbacks=[progress])
+    progress.bar.close()
 
 
 def warm_start(cfg: WarmStartConfig | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
     """Path of the SFT'd tiny model for ``cfg``, training it first if it is not cached.
 
-    Safe to call from several processes at once (a file lock serialises the build; the model directory appears
-    atomically, so a crashed build never leaves a half-written cache entry).
+    Safe to call from several processes at once (2-process launches, parallel tests): a file lock serialises the
+    build, so it happens once, and the model directory appears atomically, so a crashed build never leaves a
+    half-written cache entry. The build shows a progress bar with a time estimate (about 5 minutes on 2 CPU cores).
     """
     from filelock import FileLock
 
@@ -221,36 +263,57 @@ def warm_start(cfg: WarmStartConfig | None = None, cache_dir: str | os.PathLike 
             return final
         tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=root))
         start = time.time()
-        logger.warning("trl_ext: building the tiny SFT warm start (once, cached at %s)", final)
+        logger.warning(
+            "trl_ext: building the embedded warm start (%d SFT steps, once; cached at %s; to rebuild, delete that "
+            "folder or run `python -m trl_ext.models.tiny --rebuild`)", cfg.total_steps, final
+        )
+        import datasets
+
+        bars_were_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # one bar for the whole build, not one per dataset map
         try:
             _train_sft(cfg, tmp)
             (tmp / "warm_start.json").write_text(
-                json.dumps({"config": dataclasses.asdict(cfg), "sft_seconds": time.time() - start}, indent=2)
+                json.dumps({"config": dataclasses.asdict(cfg), "key": cfg.key(), "sft_seconds": time.time() - start},
+                           indent=2)
             )
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            if bars_were_on:
+                datasets.enable_progress_bars()
+        logger.warning("trl_ext: warm start built in %.0f s: %s", time.time() - start, final)
     return final
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Build (or find in the cache) the tiny SFT warm start and evaluate it")
-    parser.add_argument("--cache_dir", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_steps", type=int, default=WarmStartConfig.max_steps)
+    parser = argparse.ArgumentParser(
+        description="Build (or find in the cache) the embedded warm start and evaluate it on the held-out split"
+    )
+    parser.add_argument("--cache_dir", default=None, help="default: $TRL_EXT_CACHE or ~/.cache/trl_ext")
+    parser.add_argument("--seed", type=int, default=WarmStartConfig.seed)
+    parser.add_argument("--rebuild", action="store_true", help="delete the cached model for these settings first")
+    parser.add_argument("--split", default="test", help="held-out split to evaluate: test or validation")
     parser.add_argument("--eval_limit", type=int, default=200)
     parser.add_argument("--output_dir", default=None, help="where the evaluation JSON goes (default: <model>/eval)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    cfg = WarmStartConfig(seed=args.seed)
+    if args.rebuild:
+        root = Path(args.cache_dir) if args.cache_dir is not None else default_cache_dir()
+        shutil.rmtree(root / f"tiny-sft-{cfg.key()}", ignore_errors=True)
     start = time.time()
-    path = warm_start(WarmStartConfig(seed=args.seed, max_steps=args.max_steps), args.cache_dir)
+    path = warm_start(cfg, args.cache_dir)
     print(f"warm start: {path} (ready after {time.time() - start:.0f} s)")
-    from trl_ext.eval import evaluate_path
+    from trl_ext.eval import evaluate_path, format_summary
 
-    summary = evaluate_path(
-        str(path), source="synthetic", split="test", limit=args.eval_limit, output_dir=args.output_dir or path / "eval"
-    )
-    print(json.dumps({k: summary[k] for k in ("strict", "flexible", "format_rate")}, indent=2))
+    out = Path(args.output_dir) if args.output_dir else path / "eval"
+    for k, name in ((1, "greedy"), (4, "sampled")):
+        summary = evaluate_path(str(path), source="synthetic", split=args.split, limit=args.eval_limit, num_samples=k,
+                                max_new_tokens=64, output_dir=out / name, progress=False)
+        strategy = summary["by_strategy"]
+        print(f"{name}:\n{format_summary(summary)}\n  shows work (first completion) {100 * summary['shows_work']:.1f}%;"
+              f" right when worked {strategy['worked']['flexible']}, when direct {strategy['direct']['flexible']}")
 
 
 if __name__ == "__main__":
