@@ -60,7 +60,6 @@ def test_config_defaults(tmp_path):
         (dict(critic_warmup_steps=-1), "critic_warmup_steps"),
         (dict(num_generations=0), "num_generations"),
         (dict(importance_sampling_level="sequence"), "importance_sampling_level"),
-        (dict(use_vllm=True), "use_vllm"),
     ],
 )
 def test_config_rejects_invalid(tmp_path, kwargs, match):
@@ -257,6 +256,53 @@ def test_unscorable_completions_leave_the_losses(tiny_model_path, tmp_path):
         assert out["num_items_in_batch"] == out["completion_mask"].sum()
     fracs = [h["ppo/unscorable_frac"] for h in trainer.state.log_history if "ppo/unscorable_frac" in h]
     assert fracs and all(0 < f < 1 for f in fracs)
+
+
+@pytest.mark.parametrize("peft", [False, True], ids=["plain", "lora"])
+def test_vllm_weight_sync_pushes_the_policy_not_the_critic(tiny_model_path, tmp_path, peft):
+    """PPO with vLLM: TRL's own sync (VLLMGeneration.sync_weights, against a recording stand-in engine) pushes every
+    policy weight under the name and shape vLLM's model has, and none of the critic's. Without the hook it would push
+    the critic too (checked first). ZeRO-3: tests/dist/ppo_worker.py."""
+    from transformers import AutoTokenizer
+    from vllm_stand_in import expected_weights, pushed_weights
+
+    from trl_ext import PPOTrainer
+    from trl_ext.trainers.ppo import exclude_critic_from_weight_sync
+
+    peft_config = None
+    if peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = PPOTrainer(model=tiny_model_path, reward_funcs=yes_reward, args=make_args(tmp_path),
+                         train_dataset=yes_no_dataset(), processing_class=AutoTokenizer.from_pretrained(tiny_model_path),
+                         peft_config=peft_config)
+    unhooked = pushed_weights(trainer)
+    assert any(name.startswith("ppo_critic.") for name, _ in unhooked)  # what the hook is for
+    assert sorted(pushed_weights(trainer, exclude_critic_from_weight_sync)) == sorted(expected_weights(tiny_model_path))
+
+
+def test_ppo_config_accepts_vllm(tmp_path):
+    assert make_args(tmp_path, use_vllm=True, vllm_mode="colocate").use_vllm is True
+    assert make_args(tmp_path, use_vllm=True, vllm_mode="server").vllm_mode == "server"
+
+
+def test_vllm_importance_sampling_correction_reaches_the_ppo_loss(tiny_model_path, tmp_path):
+    """With vLLM, TRL multiplies the per-token policy loss by ``importance_sampling_ratio`` (the sampler/trainer
+    mismatch correction) inside the parent's loss, which PPO's compute_loss calls: halving the ratio halves PPO's
+    policy loss and leaves the value loss alone."""
+    trainer = make_trainer(tiny_model_path, make_args(tmp_path, vf_coef=1e-9, kl_coef=0.0))
+    batch = trainer._generate_and_score_completions(list(yes_no_dataset(8)))
+    trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True  # what a vLLM run sets
+    batch["advantages"] = torch.ones_like(batch["advantages"])
+    batch["old_per_token_logps"] = trainer._get_per_token_logps_and_entropies(
+        trainer.model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
+        torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1), batch["completion_ids"].size(1))[0].detach()
+    losses = []
+    for ratio in (1.0, 0.5):
+        batch["importance_sampling_ratio"] = torch.full_like(batch["old_per_token_logps"], ratio)
+        losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
+    assert losses[0] != 0 and losses[1] == pytest.approx(0.5 * losses[0], rel=1e-4)
 
 
 def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):

@@ -442,4 +442,4 @@ def test_gpu_yamls_parse_as_on_a_gpu_machine_with_vllm(path, monkeypatch):
     _, training_args, _ = parse(algo_of(path), path)
     if "smollm2" not in str(path):
         assert training_args.bf16 is True
-        assert getattr(training_args, "use_vllm", False) is (algo_of(path) in ("grpo", "dapo", "gspo"))
+        assert getattr(training_args, "use_vllm", False) is (algo_of(path) in ("grpo", "dapo", "gspo", "ppo"))

@@ -1,8 +1,9 @@
 """2-process PPOTrainer run for tests/test_ppo.py, launched with `accelerate launch` under DDP / ZeRO-2 / ZeRO-3.
 
 Trains 2 optimizer steps on the tiny model and asserts, on every rank: the trainer sees 2 processes, the critic and
-the policy both changed (and agree across ranks), the PPO metrics are finite, and the saved model holds the policy
-without critic weights plus a loadable critic. Prints "PPO_WORKER_OK <json>" on rank 0.
+the policy both changed (and agree across ranks), the PPO metrics are finite, TRL's vLLM weight sync (against a
+stand-in engine) pushes the policy and not the critic, and the saved model holds the policy without critic weights
+plus a loadable critic. Prints "PPO_WORKER_OK <json>" on rank 0.
 """
 
 import argparse
@@ -121,6 +122,18 @@ def main():
         seen = [h[key] for h in logs if key in h]
         assert seen and all(math.isfinite(v) for v in seen), (key, logs)
     assert trainer.kl_ctl.value != 0.05, "adaptive KL controller did not update"
+
+    # PPO with vLLM: TRL's weight sync, run against a recording stand-in engine on every rank (the gathers are
+    # collectives), pushes the policy's weights under vLLM's names and full shapes and none of the critic's.
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from vllm_stand_in import expected_weights, pushed_weights
+
+    from trl_ext.trainers.ppo import exclude_critic_from_weight_sync
+
+    pushed = pushed_weights(trainer, exclude_critic_from_weight_sync)
+    assert sorted(pushed) == sorted(expected_weights(cli.model)), f"vLLM sync pushed {pushed}"
 
     save_dir = os.path.join(cli.output_dir, "final")
     trainer.save_model(save_dir)

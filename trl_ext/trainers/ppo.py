@@ -32,6 +32,25 @@ CRITIC_DIR = "critic"  # sub-folder of a checkpoint / saved model holding the cr
 KL_STATE_FILE = "ppo_kl_ctl_state.json"
 
 
+def exclude_critic_from_weight_sync(vllm_generation) -> None:
+    """Keep the critic out of TRL's weight sync to vLLM (colocate and server modes).
+
+    TRL 1.16 pushes every parameter that ``VLLMGeneration._iter_named_params`` yields from the policy module, and the
+    critic is a submodule of it (so that DDP/ZeRO handle both as one model). Wrap that walk: critic parameters are
+    still visited, so under ZeRO-3 every rank takes part in the same gathers, but never pushed to vLLM, whose model
+    has no such weights. ``tests/test_ppo.py`` pins the upstream method this relies on.
+    """
+    walk = vllm_generation._iter_named_params
+    prefix = CRITIC_ATTR + "."
+
+    def policy_params():
+        for name, param in walk():
+            if not name.startswith(prefix):
+                yield name, param
+
+    vllm_generation._iter_named_params = policy_params
+
+
 def _read_weights(path: str) -> dict:
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
@@ -83,9 +102,10 @@ class PPOTrainer(GRPOTrainer):
     hold both models: ZeRO-2/3 shard the critic like the policy, gradients of both are reduced in the same backward,
     and the critic and its optimizer state are in every checkpoint. Generation and the policy's log-probs use the
     policy module exactly as in GRPO (the critic is only called explicitly; ZeRO-3 fetches its parameters through its
-    module hooks). Costs: under ZeRO-3 the generation-time parameter gather also gathers the critic, gradient clipping
-    is joint, and vLLM weight sync is unsupported (rejected by ``PPOConfig``). A second DeepSpeed engine for the critic
-    would avoid these but needs its own backward/step/checkpoint plumbing outside Trainer.
+    module hooks). Costs: under ZeRO-3 the generation-time parameter gather also gathers the critic, and under
+    DeepSpeed gradient clipping is joint (elsewhere ``_clip_grad_norm`` clips policy and critic separately). With vLLM
+    the critic is kept out of the weight sync (``exclude_critic_from_weight_sync``). A second DeepSpeed engine for the
+    critic would avoid the joint gathers but needs its own backward/step/checkpoint plumbing outside Trainer.
     The critic has its own param group (``critic_learning_rate``), is saved to ``<output_dir>/critic`` (and stripped
     from the policy's weights), and is full-parameter even when the policy uses PEFT/LoRA.
 
@@ -116,6 +136,8 @@ class PPOTrainer(GRPOTrainer):
         self._ppo_rewards_per_func = None
         self.critic = self._build_critic()
         self.model.add_module(CRITIC_ATTR, self.critic)
+        if self.use_vllm:
+            exclude_critic_from_weight_sync(self.vllm_generation)
         # DDP: a parameter used outside the DDP forward trips its reducer ("marked ready twice"), so DDP ignores the
         # critic and ``training_step`` all-reduces the critic's gradients at each synchronisation step.
         self._critic_manual_sync = (

@@ -183,11 +183,6 @@ class PPOConfig(GRPOConfig):
             self.critic_warmup_steps >= 0,
             f"critic_warmup_steps must be >= 0 (got {self.critic_warmup_steps}).",
         )
-        check(
-            not self.use_vllm,
-            "use_vllm=True is not supported by PPOTrainer yet: the critic is a submodule of the policy and TRL's "
-            "vLLM weight sync would push its weights too. Set use_vllm=False.",
-        )
         fsdp_env = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
         check(
             not (self.fsdp or fsdp_env),
