@@ -167,7 +167,7 @@ def test_kl_penalty_matches_loop():
 
 
 def test_k3_kl_is_clamped():
-    """Issue 10 item 6: k3 = exp(-x) + x - 1 explodes when the policy gives a token far more mass than the reference
+    """K3 = exp(-x) + x - 1 explodes when the policy gives a token far more mass than the reference
     (kl_penalty([-20], [-1], "k3") was 1.8e8 and would swamp the reward). Clamped to [-10, 10] as verl's low-variance KL
     is; the log-ratio is bounded first, so no exp overflows to inf; inside the bound nothing changes."""
     out = kl_penalty(torch.tensor([-20.0, -1.0, 0.0, -300.0]), torch.tensor([-1.0, -20.0, -500.0, 0.0]), "k3")
@@ -230,7 +230,7 @@ def test_explained_variance_constant_returns_is_nan():
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_mean_token_kl_matches_loop(layout):
-    """Issue 10 item 4: the controller's KL is a per-token mean per sequence, averaged over sequences (verl's unit for
+    """The controller's KL is a per-token mean per sequence, averaged over sequences (verl's unit for
     its target 0.1), not a sum over tokens. Loop reference; rows without valid tokens are left out."""
     gen = torch.Generator().manual_seed(3)
     mask = random_mask(5, 7, layout, gen)  # row 0 empty

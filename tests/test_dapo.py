@@ -67,7 +67,7 @@ def test_exhaustion_fill_and_error(tiny_model_path, tmp_path):
 
 
 def test_dynamic_sampling_on_an_iterable_dataset_is_rejected(tiny_model_path, tmp_path):
-    """Issue 10 item 3: refill rounds draw prompts by index from the training set, which a streamed
+    """Refill rounds draw prompts by index from the training set, which a streamed
     (``IterableDataset``) one has not: this failed at the first refill with "has no len()". Now at construction, with
     the way out; without dynamic sampling a stream trains as in GRPOTrainer."""
     stream = keep_rate_dataset(32, 0.5).to_iterable_dataset()
@@ -86,7 +86,7 @@ class RefillRecordingTrainer(RecordingDAPOTrainer):
 
 
 def test_refill_prompts_differ_between_generations_of_one_step(tiny_model_path, tmp_path):
-    """Issue 10 item 7: with steps_per_generation x num_iterations < gradient_accumulation_steps one optimizer step
+    """With steps_per_generation x num_iterations < gradient_accumulation_steps one optimizer step
     generates several times; the refill stream was seeded by (seed, step, round) only, so every generation of the
     step drew the same refill prompts. The micro-step is now part of the seed, and the stream stays reproducible."""
     def run(out):
@@ -110,7 +110,7 @@ class RewardRecordingTrainer(RecordingDAPOTrainer):
 
 
 def test_round_metrics_cover_everything_generated(tiny_model_path, tmp_path):
-    """Issue 10 item 14: upstream's per-round metrics become one row-weighted value per step, so a small refill round
+    """Upstream's per-round metrics become one row-weighted value per step, so a small refill round
     no longer weighs as much as the full first round; `dapo/trained_reward_mean` is the trained batch's reward."""
     from trl_ext.core.dynamic_sampling import choose_groups, rows_of_groups, select_groups
 
@@ -165,7 +165,7 @@ def test_unknown_filter_reward_name(tiny_model_path, tmp_path):
         (dict(overlong_buffer_len=-1), "overlong_buffer_len must be >= 0"),
         (dict(dynamic_sampling_on_exhaustion="skip"), "'fill' or 'error'"),
         (dict(overlong_penalty_factor=-1.0), "overlong_penalty_factor"),
-        # issue 10 item 5: batch-wide normalisation would mix kept and dropped groups of a refill round
+        # batch-wide normalisation would mix kept and dropped groups of a refill round
         (dict(scale_rewards="batch"), r"scale_rewards='batch'.*dynamic_sampling=False"),
         (dict(multi_objective_aggregation="normalize_then_sum"), r"normalize_then_sum.*dynamic_sampling=False"),
     ],
@@ -246,7 +246,7 @@ def test_reassembled_rows_stay_aligned(tiny_model_path, tmp_path):
 
 
 def test_reassembled_reference_logps_stay_aligned(tiny_model_path, tmp_path):
-    """Issue 10 item 15: with beta > 0 the rollout carries the reference model's log-probs, re-assembled across
+    """With beta > 0 the rollout carries the reference model's log-probs, re-assembled across
     refill rounds like every other field. With learning rate 0 the policy is the reference, so each kept row's
     ``ref_per_token_logps`` must equal its log-probs recomputed now, in whatever round and at whatever width."""
     trainer = make_trainer(tiny_model_path, tmp_path, keep_rate_dataset(64, 0.3), [KeepRateReward()], max_steps=2,
@@ -284,7 +284,7 @@ def test_stress_zero3_uneven_keep_rates_and_exhaustion(tiny_model_path, tmp_path
 
 
 def test_importance_sampling_ratio_padding_is_neutral():
-    """Issue 10 item 8: re-assembled rounds of different widths pad ``importance_sampling_ratio`` (vLLM's token-level
+    """Re-assembled rounds of different widths pad ``importance_sampling_ratio`` (vLLM's token-level
     correction) with its neutral value 1.0, not 0.0. TRL's ``loss_type="vespo"`` sums log(ratio) over all positions
     without the mask, so a 0.0 pad (clamped to 1e-8) added log(1e-8) per pad column to a sequence's weight."""
     from types import SimpleNamespace

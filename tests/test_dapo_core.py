@@ -62,7 +62,7 @@ def test_select_groups_crafted():
 
 
 def test_select_groups_keeps_only_groups_with_an_advantage():
-    """Issue 10 item 9: the filter used to keep groups that TRL then gives zero advantage."""
+    """The filter used to keep groups that TRL then gives zero advantage."""
     nan = float("nan")
     # An unscorable row (NaN) beside equal rewards: no advantage among the scored rows.
     assert select_groups(torch.tensor([1.0, 1.0, nan, 1.0]), 4).tolist() == [False]
@@ -149,7 +149,7 @@ def test_trim_padding():
 
 
 def test_merge_round_metric_weighs_rounds_by_rows():
-    """Issue 10 item 14: a step's rounds are merged by rows, not averaged per round."""
+    """A step's rounds are merged by rows, not averaged per round."""
     nan = float("nan")
     # a full round of 64 rows at 0.5 and a one-group refill of 8 rows at 1.0
     assert merge_round_metric("reward", [0.5, 1.0], [64, 8]) == pytest.approx((64 * 0.5 + 8 * 1.0) / 72)

@@ -87,7 +87,7 @@ def test_sampled_evaluation_is_seeded(tiny_model_path):
 
 
 def test_checkpoint_generation_config_is_not_inherited(tiny_model_path, tmp_path):
-    """Issue 10 item 12: evaluation and DPO's pair sampling pass an explicit sampling config, as TRL's rollouts do.
+    """Evaluation and DPO's pair sampling pass an explicit sampling config, as TRL's rollouts do.
     A checkpoint whose generation_config.json sets repetition_penalty / top_k / no_repeat_ngram_size must be measured
     exactly like the same weights without them (greedy and seeded sampling); completions report whether they ended
     with EOS."""

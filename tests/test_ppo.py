@@ -68,7 +68,7 @@ def test_config_rejects_invalid(tmp_path, kwargs, match):
 
 
 def test_ppo_under_fsdp_is_rejected(tmp_path, monkeypatch):
-    """Issue 10 item 2: the critic runs outside the root FSDP forward, so PPO under FSDP (the shipped
+    """The critic runs outside the root FSDP forward, so PPO under FSDP (the shipped
     accelerate_configs/fsdp2.yaml, or TrainingArguments' fsdp) must fail at config time, naming what works instead."""
     with pytest.raises(ValueError, match=r"FSDP.*ZeRO-2 or ZeRO-3.*zero3.yaml"):
         make_args(tmp_path, fsdp="full_shard")
@@ -106,7 +106,7 @@ def make_trainer(tiny_model_path, args, dataset=None):
 
 
 def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_path, monkeypatch):
-    """Issue 10 item 4: the controller used to get the KL *summed* per sequence, while its target (verl's 0.1) is a
+    """The controller used to get the KL *summed* per sequence, while its target (verl's 0.1) is a
     per-token mean, so kl_coef grew when it should fall. The trainer must hand it ``mean_token_kl`` of the rollout
     (pinned to the pure function, tested against a loop in test_core_ppo.py), and log the same value as ``ppo/kl``."""
     import trl_ext.trainers.ppo as ppo_module
@@ -129,7 +129,7 @@ def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_pat
         expected = adaptive_kl_update(expected, value, 0.1, 100, rows)
     assert trainer.kl_ctl.value == pytest.approx(expected)
     logged = [h["ppo/kl"] for h in trainer.state.log_history if "ppo/kl" in h]
-    # issue 10 item 14: groups of one completion always have zero std; that upstream metric is not logged for PPO
+    # groups of one completion always have zero std; that upstream metric is not logged for PPO
     assert all("frac_reward_zero_std" not in h for h in trainer.state.log_history)
     assert logged == pytest.approx([v for v, _ in seen])
     assert seen[1][0] != 0.0  # the policy moved away from the reference, so the KL is a real number to track
@@ -171,7 +171,7 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
     assert not any("ppo_critic" in k for k in load_file(ckpt / "model.safetensors"))
     assert first.kl_ctl.value != 0.05
     if critic_layout == "sharded":
-        # Issue 10 item 11: a critic saved in shards (what save_pretrained writes for a large model) was silently
+        # a critic saved in shards (what save_pretrained writes for a large model) was silently
         # not restored on a non-DeepSpeed resume; only critic/model.safetensors was looked for.
         import shutil
 
@@ -215,7 +215,7 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
 
 
 def test_minibatch_updates_exercise_the_clips(tiny_model_path, tmp_path):
-    """Issue 10 item 13: with 4 mini-batch updates per rollout (the recipes' setting) the later updates are off-policy,
+    """With 4 mini-batch updates per rollout (the recipes' setting) the later updates are off-policy,
     so PPO's value clip acts; with one update per rollout it never could (V == V_old)."""
     def clipfrac(steps_per_generation):
         args = make_args(tmp_path / str(steps_per_generation), max_steps=8, learning_rate=1e-2,
@@ -230,7 +230,7 @@ def test_minibatch_updates_exercise_the_clips(tiny_model_path, tmp_path):
 
 
 def test_unscorable_completions_leave_the_losses(tiny_model_path, tmp_path):
-    """Issue 10 item 10: a completion for which every reward function returned None used to train as if it scored 0
+    """A completion for which every reward function returned None used to train as if it scored 0
     (a spurious negative signal). It is now masked out of the policy and value losses and of num_items_in_batch."""
     from trl_ext import PPOTrainer
 
@@ -306,7 +306,7 @@ def test_vllm_importance_sampling_correction_reaches_the_ppo_loss(tiny_model_pat
 
 
 def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):
-    """Issue 10 item 11: a checkpoint whose critic/ folder holds no loadable weights must not resume silently with a
+    """A checkpoint whose critic/ folder holds no loadable weights must not resume silently with a
     fresh critic."""
     args = make_args(tmp_path, max_steps=1, save_strategy="steps", save_steps=1, max_completion_length=4,
                      per_device_train_batch_size=4, kl_coef=0.0)
@@ -322,7 +322,7 @@ def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):
 
 
 def test_critic_weight_decay_spares_biases_and_norms(tiny_model_path, tmp_path):
-    """Issue 10 item 13: like the policy (Trainer's decay/no-decay groups), the critic's biases and norm weights get no
+    """Like the policy (Trainer's decay/no-decay groups), the critic's biases and norm weights get no
     weight decay; its other weights get args.weight_decay; both at the critic's learning rate."""
     trainer = make_trainer(tiny_model_path, make_args(tmp_path, weight_decay=0.1, critic_learning_rate=3e-4))
     optimizer = trainer.create_optimizer()
@@ -337,7 +337,7 @@ def test_critic_weight_decay_spares_biases_and_norms(tiny_model_path, tmp_path):
 
 
 def test_policy_and_critic_gradients_are_clipped_separately(tiny_model_path, tmp_path):
-    """Issue 10 item 13: as verl (two optimizers, each with its grad clip), a large policy gradient must not shrink the
+    """As verl (two optimizers, each with its grad clip), a large policy gradient must not shrink the
     critic's gradient, and vice versa; the logged grad_norm is the policy's."""
     trainer = make_trainer(tiny_model_path, make_args(tmp_path, max_grad_norm=1.0))
     trainer.create_optimizer()

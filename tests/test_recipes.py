@@ -55,7 +55,7 @@ def parse(algo, config, extra=()):
 @pytest.mark.parametrize("path", [p for p in all_recipe_yamls() if algo_of(p) == "ppo"],
                          ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_ppo_recipes_update_several_times_per_rollout(path):
-    """Issue 10 item 13: with one optimizer step per rollout PPO's ratio and value clips never act (the policy that
+    """With one optimizer step per rollout PPO's ratio and value clips never act (the policy that
     sampled is the one being updated); the PPO recipes use verl's 4 mini-batches per rollout."""
     _, args, _ = parse("ppo", path)
     updates_per_rollout = args.steps_per_generation * args.num_iterations // args.gradient_accumulation_steps
@@ -143,7 +143,7 @@ def test_unknown_reward_function_name():
 
 
 def test_only_terminated_correct_completions_are_chosen():
-    """Issue 10 item 12: a correct completion cut off by the generation limit (no EOS) is not a *chosen* answer:
+    """A correct completion cut off by the generation limit (no EOS) is not a *chosen* answer:
     DPO would learn to stop mid-answer. It can still be rejected when wrong."""
     from trl_ext.recipe.dpo_pairs import make_pairs
 
@@ -274,7 +274,7 @@ def test_main_job_teaches_the_model_to_show_its_work(tmp_path):
 
 
 def test_dpo_pair_sampling_resumes_chunk_by_chunk(tiny_model_path, tmp_path, monkeypatch):
-    """Issue 10 item 1: finished chunks are kept on disk, so a killed run samples only what is missing; two ranks (two
+    """Finished chunks are kept on disk, so a killed run samples only what is missing; two ranks (two
     processes sharing the cache) split the chunks and end with the same pairs, which one process alone rebuilds."""
     import trl_ext.recipe.dpo_pairs as dpo_pairs
     from trl_ext.data.gsm8k import load_gsm8k
@@ -322,7 +322,7 @@ def test_dpo_pair_sampling_resumes_chunk_by_chunk(tiny_model_path, tmp_path, mon
 
 @pytest.mark.timeout(600)
 def test_dpo_pairs_sampled_by_every_rank_outlast_a_short_ddp_timeout(tiny_model_path, tmp_path):
-    """Issue 10 item 1: DPO pair sampling ran on rank 0 while the other ranks waited in a barrier bounded by
+    """DPO pair sampling ran on rank 0 while the other ranks waited in a barrier bounded by
     ddp_timeout; on 8 GPUs with GSM8K the NCCL watchdog killed the job before the cache was written, every time.
     Now every rank samples its chunks and waits on files, not on a collective: a 2-process ZeRO-3 run whose sampling
     takes longer than its 4 s ddp_timeout succeeds, resumes chunk by chunk, and gives exactly the pairs that one

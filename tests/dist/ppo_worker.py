@@ -109,7 +109,7 @@ def main():
     fps = gather(fp)
     assert torch.allclose(fps[0], fps[1], rtol=1e-5), f"critic differs across ranks: {fps.tolist()}"
     assert policy_trainable, "no trainable policy parameters"
-    # issue 10 item 15: the docstring promised this check, which was missing
+    # the docstring promised this check, which was missing
     assert not torch.equal(flat(policy_after), flat(policy_before)), "policy did not change"
     fps = gather(torch.stack([flat(policy_after).sum(), flat(policy_after).abs().sum()]).unsqueeze(0))
     assert torch.allclose(fps[0], fps[1], rtol=1e-5), f"policy differs across ranks: {fps.tolist()}"
