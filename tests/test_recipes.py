@@ -195,6 +195,8 @@ def tiny_args(algo, model, output_dir):
     ]
     if algo == "dapo":
         args += ["--overlong_buffer_len", "4"]
+    if algo == "ppo":  # the embedded YAML's 4 mini-batches per rollout: a rollout is 2 x 8 x 4 = 64 prompts
+        args += ["--num_train_examples", "64"]
     return args
 
 
@@ -399,6 +401,25 @@ def test_lora_two_process_zero3(algo, tiny_model_path, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_model"] == str(out / "merged") and (out / "adapter_config.json").exists()
     check_run(summary, results, out, world_size=2)
+
+
+def test_too_few_prompts_for_one_rollout_fail_clearly(tiny_model_path, tmp_path):
+    """TRL's sampler yields nothing when the training set is smaller than one rollout, and the run ended after 0
+    steps without an error (it happened to the PPO recipe test when the YAML moved to 4 mini-batches per rollout)."""
+    from trl_ext import PPOConfig
+    from trl_ext.recipe import RecipeRun, RLScriptArguments
+
+    def dataset(n):
+        args = PPOConfig(output_dir=str(tmp_path), bf16=False, use_cpu=True, per_device_train_batch_size=8,
+                         steps_per_generation=4, num_generations=1)
+        from trl import ModelConfig
+
+        return RecipeRun("ppo", RLScriptArguments(num_train_examples=n), args,
+                         ModelConfig(model_name_or_path=tiny_model_path)).train_dataset()
+
+    with pytest.raises(ValueError, match=r"20 training prompts, but one rollout takes 32 .*0 steps.*num_train_examples"):
+        dataset(20)
+    assert len(dataset(32)) == 32
 
 
 def test_long_prompts_fail_before_the_model_loads_or_are_dropped(tiny_model_path, tmp_path):

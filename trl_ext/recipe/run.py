@@ -288,7 +288,25 @@ class RecipeRun:
             limit=None if s.dataset_source == SYNTHETIC else n,
             **s.dataset_kwargs(),
         )
+        self._check_rollout_fits(dataset)
         return self._check_prompt_lengths(dataset)
+
+    def _check_rollout_fits(self, dataset) -> None:
+        """An online RL run draws whole rollouts of ``generation_batch_size / num_generations`` prompts; with fewer
+        training prompts TRL's sampler yields no batch at all and the run ends after 0 steps without a word."""
+        args = self.training_args
+        batch = getattr(args, "generation_batch_size", None)
+        if not batch or not getattr(args, "num_generations", None):
+            return
+        prompts = batch // args.num_generations
+        if len(dataset) < prompts:
+            raise ValueError(
+                f"{len(dataset)} training prompts, but one rollout takes {prompts} (generation_batch_size {batch} = "
+                f"per_device_train_batch_size {args.per_device_train_batch_size} x {args.world_size} processes x "
+                f"steps_per_generation {args.steps_per_generation}, / num_generations {args.num_generations}): the run "
+                "would train 0 steps. Raise --num_train_examples, or lower per_device_train_batch_size or "
+                "steps_per_generation."
+            )
 
     def _check_prompt_lengths(self, dataset):
         """Apply ``max_prompt_length`` / ``long_prompts`` to the conversational prompts (tokenizer only, no model)."""
