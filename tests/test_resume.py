@@ -1,8 +1,8 @@
 """Crash and resume: every recipe, 2 processes under DeepSpeed ZeRO-3, is SIGKILLed in the middle of the step after
-its first checkpoint (checkpoint-2; GSPO, with 4 updates per rollout: checkpoint-4), relaunched with
+its first checkpoint (checkpoint-2; GSPO and PPO, with 4 updates per rollout: checkpoint-4), relaunched with
 `--resume_from_checkpoint true`, and must finish with the same per-step metrics as an uninterrupted run with the same
-seed. PPO's tiny run has 2 steps per epoch, so its resume also starts a new epoch (the sampler's data order is
-restored by `ResumeStateCallback`). Plus the checks that a relaunch cannot silently start over (`resolve_resume`).
+seed. PPO's tiny run has 4 steps per epoch (one rollout of 64 prompts), so its resume also starts a new epoch (the
+sampler's data order is restored by `ResumeStateCallback`). Plus the checks that a relaunch cannot silently start over (`resolve_resume`).
 
 How the kill lands mid-step: the RL recipes train on `stalling_length_reward`, which on rank 0, once the checkpoint
 is complete, writes a marker file and blocks inside the reward call (generation done, loss not yet computed); the
@@ -26,10 +26,10 @@ from trl_ext.recipe.checkpoints import resolve_resume
 from trl_ext.recipe.config import RecipeConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-# GSPO updates 4 times per rollout: checkpoints at rollout boundaries (a resume from inside a rollout regenerates
+# GSPO and PPO update 4 times per rollout: checkpoints at rollout boundaries (a resume from inside a rollout regenerates
 # it). DPO steps are fast: more of them, so that the kill surely lands before the end.
-SAVE_STEPS = {"gspo": 4}
-MAX_STEPS = {"gspo": 8, "dpo": 8}
+SAVE_STEPS = {"gspo": 4, "ppo": 4}
+MAX_STEPS = {"gspo": 8, "ppo": 8, "dpo": 8}
 # metrics that depend on wall-clock time or on the process's history rather than on the training itself
 UNSTABLE = ("step_time", "elapsed_s", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 
