@@ -268,9 +268,15 @@ def warm_start(cfg: WarmStartConfig | None = None, cache_dir: str | os.PathLike 
             "folder or run `python -m trl_ext.models.tiny --rebuild`)", cfg.total_steps, final
         )
         import datasets
+        import torch
 
         bars_were_on = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()  # one bar for the whole build, not one per dataset map
+        # The build is a one-off with the machine to itself (other ranks wait on the lock), but `accelerate launch`
+        # sets OMP_NUM_THREADS=1 for every process: use all the cores this process may run on while it lasts.
+        threads = torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(threads, cores))
         try:
             _train_sft(cfg, tmp)
             (tmp / "warm_start.json").write_text(
@@ -279,6 +285,7 @@ def warm_start(cfg: WarmStartConfig | None = None, cache_dir: str | os.PathLike 
             )
             os.replace(tmp, final)
         finally:
+            torch.set_num_threads(threads)
             shutil.rmtree(tmp, ignore_errors=True)
             if bars_were_on:
                 datasets.enable_progress_bars()
