@@ -335,7 +335,7 @@ def test_dpo_pairs_sampled_by_every_rank_outlast_a_short_ddp_timeout(tiny_model_
     from trl_ext.recipe.dpo_pairs import build_onpolicy_pairs, chunk_bounds
 
     out, cache = tmp_path / "dpo", tmp_path / "pairs"
-    n, chunk = 384, 32
+    n, chunk = 768, 64  # about 9 s of sampling per rank on 2 cores: twice the timeout
     args = tiny_args("dpo", tiny_model_path, str(out)) + [
         "--num_train_examples", str(n), "--dpo_num_samples", "4", "--dpo_max_new_tokens", "24", "--ddp_timeout", "4",
         "--dpo_sample_chunk_size", str(chunk), "--dpo_pairs_cache_dir", str(cache), "--eval_before", "false",
