@@ -106,8 +106,7 @@ def sample_records(model_path: str, dataset, chunks, *, num_samples: int = 4, te
     del model
 
 
-def pairs_from_records(records, dataset, num_samples: int, max_pairs_per_question: int = 1,
-                       chosen_fallback: str = "none"):
+def pairs_from_records(records, dataset, max_pairs_per_question: int = 1, chosen_fallback: str = "none"):
     """Verified samples -> ``(Dataset or None, stats)`` of conversational DPO rows (prompt, chosen, rejected)."""
     import datasets
 
@@ -151,7 +150,7 @@ def build_onpolicy_pairs(
                                            temperature=temperature, max_new_tokens=max_new_tokens,
                                            batch_size=batch_size, backend=backend, seed=seed):
         records += chunk_records
-    return pairs_from_records(records, dataset, num_samples, max_pairs_per_question, chosen_fallback)
+    return pairs_from_records(records, dataset, max_pairs_per_question, chosen_fallback)
 
 
 def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -213,8 +212,8 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
             last_log = time.time()
         time.sleep(poll_seconds)
     records = [r for c in chunks for r in json.loads(part(c).read_text())]
-    pairs, stats = pairs_from_records(records, dataset, settings.get("num_samples", 4),
-                                      settings.get("max_pairs_per_question", 1), settings.get("chosen_fallback", "none"))
+    pairs, stats = pairs_from_records(records, dataset, settings.get("max_pairs_per_question", 1),
+                                      settings.get("chosen_fallback", "none"))
     if pairs is None:
         raise ValueError(
             f"no training question gave a (correct, incorrect) pair: {stats}. Sample more completions "

@@ -162,12 +162,11 @@ class DAPOTrainer(GRPOTrainer):
 
         all_rewards = torch.cat(round_rewards)
         self._merge_round_metrics(logged_before, [r.size(0) for r in round_rewards], all_rewards)
-        weights = self.reward_weights.cpu()
-        metrics["dapo/trained_reward_mean"].append(reward_stats(all_rewards[rows], weights, [])["reward"])
-        metrics["dapo/generation_rounds"].append(float(rounds))
-        metrics["dapo/kept_group_frac"].append(kept / generated)
-        metrics["dapo/filled_zero_std_groups"].append(float(filled))
-        metrics["dapo/generated_groups_per_trained_group"].append(generated / target)
+        step = {"trained_reward_mean": reward_stats(all_rewards[rows], self.reward_weights.cpu(), [])["reward"],
+                "generation_rounds": float(rounds), "kept_group_frac": kept / generated,
+                "filled_zero_std_groups": float(filled), "generated_groups_per_trained_group": generated / target}
+        for name, value in step.items():
+            metrics[f"dapo/{name}"].append(value)
         return batch
 
     def _merge_round_metrics(self, logged_before: dict[str, int], round_rows: list[int], rewards: torch.Tensor):
