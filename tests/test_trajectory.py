@@ -1,0 +1,47 @@
+"""Pinned trajectory of the mission's entry point: `accelerate launch recipes/dapo_math.py` (one process, the embedded
+default config, the cached warm start) for 6 optimizer steps at the YAML's seed, evaluations off, logging every step.
+The per-step metrics in ``history.jsonl`` must match the values recorded from the code before the recipe
+restructuring (two runs were bitwise identical; the tolerance only absorbs float noise). A change here means the
+training itself changed, not just the code around it. About 10 s on 2 cores once the warm start is cached."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 6
+KEYS = ("loss", "reward", "reward_std", "grad_norm", "num_tokens", "completions/mean_length", "entropy",
+        "dapo/generation_rounds")
+# step -> values of KEYS, recorded at commit b3c1279 (OMP_NUM_THREADS=1)
+PINNED = {
+    1: (-0.018965797498822212, 0.125, 0.3415650427341461, 1.1102770566940308, 989.0, 12.8125, 0.29897475242614746, 1.0),
+    2: (0.007472846191376448, 0.375, 0.5, 1.6791208982467651, 1971.0, 11.875, 0.2633764445781708, 1.0),
+    3: (-0.2755993902683258, 0.375, 0.5, 1.9867722988128662, 2908.0, 10.0625, 0.2944251298904419, 1.0),
+    4: (-0.35153868794441223, 0.1875, 0.40311291813850403, 1.608253002166748, 4105.0, 17.8125, 0.23619143664836884, 1.0),
+    5: (0.12891477346420288, 0.15625, 0.3689020276069641, 1.9403115510940552, 6015.0, 10.4375, 0.342169851064682, 2.0),
+    6: (-0.13830788433551788, 0.125, 0.3415650427341461, 1.5356899499893188, 6952.0, 10.0625, 0.30055439472198486, 1.0),
+}
+
+
+@pytest.mark.timeout(300)
+def test_embedded_dapo_trajectory_is_unchanged(tmp_path):
+    from conftest import OFFLINE_ENV
+
+    out = tmp_path / "dapo"
+    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "no",
+           str(REPO / "recipes" / "dapo_math.py"), "--max_steps", str(STEPS), "--logging_steps", "1",
+           "--eval_before", "false", "--eval_after", "false", "--output_dir", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    logged = {h["step"]: h for h in history if "loss" in h}
+    assert sorted(logged) == list(PINNED)
+    for step, expected in PINNED.items():
+        got = tuple(logged[step][k] for k in KEYS)
+        assert got == pytest.approx(expected, rel=1e-4, abs=1e-6), (step, dict(zip(KEYS, got)))
