@@ -69,6 +69,17 @@ def load_recipe_yaml(path, _stack: tuple = ()) -> tuple[dict, dict]:
     return values, sources
 
 
+def find_recipe_config(name) -> Path:
+    """``name`` if that file exists, else the shipped recipe config of that name (``embedded/dapo.yaml``,
+    ``gsm8k/<model>/<algo>.yaml``, or a documented checkout path ``recipes/configs/...``)."""
+    from trl_ext.configs import ConfigNotFoundError, resolve_config
+
+    try:
+        return resolve_config(name, "recipe")
+    except ConfigNotFoundError as err:
+        raise RecipeConfigError(str(err)) from None
+
+
 def _field_names(dataclass_types) -> dict[str, str]:
     return {f.name: dc.__name__ for dc in dataclass_types for f in dataclasses.fields(dc)}
 
@@ -91,7 +102,8 @@ def parse_recipe_args(parser, default_config=None, args=None):
     """Parse ``--config <yaml>`` (with ``base`` inheritance) and the command line into the parser's dataclasses.
 
     ``parser`` is a ``trl.TrlParser`` (or ``HfArgumentParser``) built from the recipe's dataclasses. Without
-    ``--config`` the recipe's ``default_config`` is used (the embedded CPU testbed). Hardware settings are applied to
+    ``--config`` the recipe's ``default_config`` is used (the embedded CPU testbed). Either is a path or the name of
+    a shipped config (``trl_ext.configs.resolve_config``). Hardware settings are applied to
     the merged values (see ``trl_ext.recipe.hardware``) and reported in one log line.
     """
     args = list(sys.argv[1:] if args is None else args)
@@ -102,6 +114,8 @@ def parse_recipe_args(parser, default_config=None, args=None):
             raise RecipeConfigError("--config needs a path")
         config_path = args[i + 1]
         del args[i : i + 2]
+    if config_path is not None:
+        config_path = find_recipe_config(config_path)
     values, sources = ({}, {}) if config_path is None else load_recipe_yaml(config_path)
     dataclass_types = list(parser.dataclass_types)
     check_keys(values, sources, dataclass_types)
