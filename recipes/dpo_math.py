@@ -29,8 +29,8 @@ from trl_ext.recipe.dpo_pairs import pairs_for_run  # noqa: E402
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "embedded" / "dpo.yaml"
 
 
-def main(script_args, training_args, model_args):
-    run = RecipeRun("dpo", script_args, training_args, model_args)
+def main(script_args, training_args, model_args, source=None):
+    run = RecipeRun("dpo", script_args, training_args, model_args, source)
     trainer = DPOTrainer(
         model=run.model_path,  # a path: DPOTrainer builds the frozen reference model from it (none with LoRA)
         args=training_args,
@@ -44,4 +44,5 @@ def main(script_args, training_args, model_args):
 
 if __name__ == "__main__":
     parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
-    main(*parse_recipe_args(parser, default_config=DEFAULT_CONFIG))
+    parsed = parse_recipe_args(parser, default_config=DEFAULT_CONFIG)
+    main(*parsed, source=parsed.source)

@@ -28,8 +28,8 @@ from trl_ext.recipe import RecipeRun, RLScriptArguments, parse_recipe_args  # no
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "embedded" / "ppo.yaml"
 
 
-def main(script_args, training_args, model_args):
-    run = RecipeRun("ppo", script_args, training_args, model_args)
+def main(script_args, training_args, model_args, source=None):
+    run = RecipeRun("ppo", script_args, training_args, model_args, source)
     trainer = PPOTrainer(
         model=run.model_path,
         reward_funcs=run.reward_funcs,
@@ -44,4 +44,5 @@ def main(script_args, training_args, model_args):
 
 if __name__ == "__main__":
     parser = TrlParser((RLScriptArguments, PPOConfig, ModelConfig))
-    main(*parse_recipe_args(parser, default_config=DEFAULT_CONFIG))
+    parsed = parse_recipe_args(parser, default_config=DEFAULT_CONFIG)
+    main(*parsed, source=parsed.source)

@@ -12,7 +12,7 @@ from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config  # 
 from transformers import AutoTokenizer  # noqa: E402
 
 from trl_ext import DAPOTrainer
-from trl_ext.recipe.run import shutdown_distributed  # noqa: E402
+from trl_ext.recipe.distributed import shutdown_distributed  # noqa: E402
 
 
 class RecordingDAPOTrainer(DAPOTrainer):

@@ -82,7 +82,7 @@ def main():
         end="",
         flush=True,
     )
-    from trl_ext.recipe.run import shutdown_distributed
+    from trl_ext.recipe.distributed import shutdown_distributed
 
     shutdown_distributed()
 

@@ -151,7 +151,7 @@ def main():
         for name, value in saved.items():
             assert torch.allclose(value.float(), critic_after[name], atol=1e-6), f"saved critic differs at {name}"
         print("PPO_WORKER_OK " + json.dumps({"world_size": acc.num_processes, "last": logs[-1]}) + "\n", end="", flush=True)
-    from trl_ext.recipe.run import shutdown_distributed
+    from trl_ext.recipe.distributed import shutdown_distributed
 
     shutdown_distributed()
 

@@ -29,7 +29,7 @@ from trl_ext.recipe.args import (
     RLScriptArguments,
     get_reward_funcs,
 )
-from trl_ext.recipe.config import RecipeConfigError, load_recipe_yaml, parse_recipe_args
+from trl_ext.recipe.config import ConfigSource, RecipeArgs, RecipeConfigError, load_recipe_yaml, parse_recipe_args
 from trl_ext.recipe.hardware import prepare_environment
 
 _LAZY = {
@@ -40,8 +40,10 @@ _LAZY = {
 
 __all__ = [
     "REWARD_FUNCS",
+    "ConfigSource",
     "DPOScriptArguments",
     "RLScriptArguments",
+    "RecipeArgs",
     "RecipeConfigError",
     "RecipeScriptArguments",
     "get_reward_funcs",

@@ -23,12 +23,32 @@ from pathlib import Path
 from trl_ext.recipe.hardware import hardware_overrides, log
 
 RESERVED = ("base", "env")
-# What the last parse_recipe_args() call used, for the run summary.
-LAST_PARSE: dict = {}
 
 
 class RecipeConfigError(ValueError):
     """A recipe YAML is malformed or sets a key that none of the recipe's dataclasses has."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSource:
+    """Where the values of one ``parse_recipe_args`` call came from (for the run summary)."""
+
+    config: str | None  # the recipe YAML (--config, else the recipe's default config)
+    config_files: list[str]  # every file of its base chain that set a key
+    hardware: str  # the hardware adaptation line
+    argv: list[str]  # the command-line arguments parsed after the YAML
+
+
+class RecipeArgs(tuple):
+    """What ``parse_recipe_args`` returns: the parser's dataclasses, unpacked like a tuple
+    (``script_args, training_args, model_args = parse_recipe_args(...)``), plus ``.source`` (a ``ConfigSource``)."""
+
+    source: ConfigSource
+
+    def __new__(cls, outputs, source: ConfigSource):
+        self = super().__new__(cls, outputs)
+        self.source = source
+        return self
 
 
 def _read(path: Path) -> dict:
@@ -104,7 +124,8 @@ def parse_recipe_args(parser, default_config=None, args=None):
     ``parser`` is a ``trl.TrlParser`` (or ``HfArgumentParser``) built from the recipe's dataclasses. Without
     ``--config`` the recipe's ``default_config`` is used (the embedded CPU testbed). Either is a path or the name of
     a shipped config (``trl_ext.configs.resolve_config``). Hardware settings are applied to
-    the merged values (see ``trl_ext.recipe.hardware``) and reported in one log line.
+    the merged values (see ``trl_ext.recipe.hardware``) and reported in one log line. Returns a ``RecipeArgs``: the
+    dataclasses as a tuple, with ``.source`` (config, its files, the hardware line) for ``RecipeRun``'s summary.
     """
     args = list(sys.argv[1:] if args is None else args)
     config_path = default_config
@@ -131,11 +152,6 @@ def parse_recipe_args(parser, default_config=None, args=None):
     if remaining:  # check_keys makes this unreachable; kept as a guard against parser changes
         raise RecipeConfigError(f"recipe config {config_path}: keys not consumed by the parser: {remaining}")
     outputs = parser.parse_args_into_dataclasses(args=args)
-    LAST_PARSE.clear()
-    LAST_PARSE.update(
-        config=None if config_path is None else str(config_path),
-        config_files=sorted(set(sources.values())),
-        hardware=hardware_line,
-        argv=args,
-    )
-    return tuple(outputs)
+    source = ConfigSource(config=None if config_path is None else str(config_path),
+                          config_files=sorted(set(sources.values())), hardware=hardware_line, argv=args)
+    return RecipeArgs(outputs, source)

@@ -84,7 +84,7 @@ def sample_records(model_path: str, dataset, chunks, *, num_samples: int = 4, te
     the model loaded once; each chunk is seeded by ``(seed, start)``, so a chunk gives the same records on any rank
     and in any run. Yields ``(chunk, records)``; chunks for which ``done(chunk)`` is true are skipped."""
     from trl_ext.eval import _use_vllm, evaluate, load_model
-    from trl_ext.recipe.run import zero3_init_disabled
+    from trl_ext.recipe.distributed import zero3_init_disabled
 
     todo = [c for c in chunks if done is None or not done(c)]
     if not todo:

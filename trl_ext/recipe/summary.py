@@ -164,3 +164,50 @@ def gain_points(before: dict | None, after: dict | None) -> dict | None:
         key = f"mean@{sb['num_samples']}"
         gain["sampled_flexible"] = 100 * (sa["flexible"][key] - sb["flexible"][key])
     return gain
+
+
+def run_summary(run, trainer, train_result, train_seconds, before, after, final_dir) -> dict:
+    """The contents of ``output_dir/summary.json`` for a finished ``RecipeRun`` (see ``trl_ext.recipe.run``)."""
+    import math
+
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    s, training_args, source = run.script_args, run.training_args, run.source
+    reference = after or before
+    start_dir = Path(run.model_path)
+    output_dir = Path(training_args.output_dir)
+    return {
+        "algo": run.algo,
+        "model": run.model_path,
+        "final_model": str(final_dir),
+        "output_dir": training_args.output_dir,
+        "summary_path": str(output_dir / "summary.json"),
+        "config": source.config if source else None,
+        "config_files": source.config_files if source else None,
+        "hardware": source.hardware if source else None,
+        "use_peft": bool(run.model_args.use_peft),
+        "world_size": trainer.accelerator.num_processes,
+        "global_step": trainer.state.global_step,
+        "train_seconds": train_seconds,
+        # this launch's phases (the warm start only when it was built or looked up here; a cached one takes ~0 s)
+        "phase_seconds": dict(run.phase_seconds),
+        "resumed_from": run.resume_from,
+        "train_loss": getattr(train_result, "training_loss", None),
+        "losses": losses,
+        "losses_finite": bool(losses) and all(math.isfinite(x) for x in losses),
+        "tokens_per_second": tokens_per_second(history, train_seconds),
+        "history_path": str(output_dir / "history.jsonl"),
+        "before": eval_view(before),
+        "after": eval_view(after),
+        "gain_points": gain_points(before, after),
+        "eval": {
+            "source": s.dataset_source,
+            "split": s.dataset_test_split,
+            "limit": s.eval_limit,
+            "max_new_tokens": s.eval_max_new_tokens,
+            "num_problems": reference["num_problems"] if reference else None,
+            "protocol": reference.get("protocol") if reference else None,
+        },
+        "param_change": parameter_change(start_dir, final_dir) if start_dir.is_dir() else None,
+        **run.extra,
+    }

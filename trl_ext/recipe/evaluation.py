@@ -1,0 +1,77 @@
+"""The held-out evaluation of a recipe run (main process only): greedy, plus a sampled pass when
+``eval_num_samples > 1``; whether a stored evaluation of the start model can be reused after a resume; merging a LoRA
+adapter into a full model to evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trl_ext.recipe.distributed import zero3_init_disabled
+from trl_ext.recipe.hardware import log
+
+
+def evaluate_model(model_path, tag: str, script_args, output_dir) -> dict:
+    """Evaluate a saved model on the held-out split with the script arguments' settings; the per-problem results go
+    to ``output_dir/eval_<tag>`` (and ``eval_<tag>_sampled``). Returns the summary (greedy, with ``sampled``)."""
+    from trl_ext.eval import evaluate_path, format_summary
+
+    s = script_args
+    output_dir = Path(output_dir)
+    common = dict(
+        limit=s.eval_limit,
+        max_new_tokens=s.eval_max_new_tokens,
+        batch_size=s.eval_batch_size,
+        backend=s.eval_backend,
+        progress=False,
+        dataset_kwargs={**s.dataset_kwargs(), "num_examples": s.eval_limit},
+    )
+    with zero3_init_disabled():
+        summary = evaluate_path(str(model_path), s.dataset_source, s.dataset_test_split,
+                                output_dir=output_dir / f"eval_{tag}", **common)
+        if s.eval_num_samples > 1:
+            sampled = evaluate_path(str(model_path), s.dataset_source, s.dataset_test_split,
+                                    output_dir=output_dir / f"eval_{tag}_sampled", num_samples=s.eval_num_samples,
+                                    temperature=s.eval_temperature, **common)
+            strategy = sampled["by_strategy"]
+            summary["sampled"] = {
+                "num_samples": sampled["num_samples"],
+                "temperature": sampled["temperature"],
+                **{m: sampled[m] for m in ("strict", "flexible")},
+                "shows_work_share": strategy["worked"]["completions"]
+                / max(1, strategy["worked"]["completions"] + strategy["direct"]["completions"]),
+                "by_strategy": strategy,
+                "mean_completion_tokens": sampled["mean_completion_tokens"],
+            }
+            (output_dir / f"eval_{tag}" / "summary.json").write_text(json.dumps(summary, indent=2))
+    log(f"evaluation {tag} training:\n{format_summary(summary)}")
+    return summary
+
+
+def same_evaluation(stored: dict, script_args, model_path) -> bool:
+    """Whether a stored evaluation of the start model was made with the current evaluation settings."""
+    s = script_args
+    wanted = {"model": str(model_path), "source": s.dataset_source, "split": s.dataset_test_split,
+              "max_new_tokens": s.eval_max_new_tokens}
+    if any(stored.get(k) != v for k, v in wanted.items()):
+        return False
+    sampled = stored.get("sampled") or {}
+    if sampled.get("num_samples", 0) != (s.eval_num_samples if s.eval_num_samples > 1 else 0):
+        return False
+    if sampled and sampled.get("temperature") != s.eval_temperature:
+        return False
+    return s.eval_limit is None or stored.get("num_problems") == s.eval_limit
+
+
+def merge_lora(output_dir, tokenizer) -> Path:
+    """LoRA: merge the adapter saved in ``output_dir`` into its base model and save it to ``output_dir/merged``."""
+    from peft import AutoPeftModelForCausalLM
+
+    output_dir = Path(output_dir)
+    merged_dir = output_dir / "merged"
+    with zero3_init_disabled():
+        model = AutoPeftModelForCausalLM.from_pretrained(str(output_dir), dtype="auto")
+        model = model.merge_and_unload()
+        model.save_pretrained(merged_dir)
+    tokenizer.save_pretrained(merged_dir)
+    return merged_dir
