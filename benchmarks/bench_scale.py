@@ -74,9 +74,8 @@ def run_one(algo: str, args) -> dict:
     import datasets
     import torch
     from transformers import AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
 
-    from trl_ext import DAPOConfig, DAPOTrainer, GSPOConfig, GSPOTrainer, PPOConfig, PPOTrainer
+    from trl_ext.recipe.algorithms import get_algorithm
 
     cuda = torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -93,10 +92,8 @@ def run_one(algo: str, args) -> dict:
         gradient_checkpointing=cuda, disable_tqdm=True, seed=0, dataloader_num_workers=0, beta=0.0,
         generation_kwargs={"min_new_tokens": args.completion_length},  # fixed length: no early EOS
     )
-    config_class, trainer_class = {
-        "grpo": (GRPOConfig, GRPOTrainer), "dapo": (DAPOConfig, DAPOTrainer), "dapo_keep_half": (DAPOConfig, DAPOTrainer),
-        "gspo": (GSPOConfig, GSPOTrainer), "ppo": (PPOConfig, PPOTrainer),
-    }[algo]
+    algorithm = get_algorithm("dapo" if algo == "dapo_keep_half" else algo)
+    config_class, trainer_class = algorithm.config_class(), algorithm.trainer_class()
     extra = {"kl_coef": 0.0} if algo == "ppo" else {}
     trainer = trainer_class(model=args.model, reward_funcs=controlled_reward, train_dataset=dataset,
                             args=config_class(**common, **extra), processing_class=tokenizer)

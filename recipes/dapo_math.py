@@ -14,35 +14,7 @@ Evaluates the start model and the trained model on the held-out split and prints
     ... --use_peft true --lora_r 64 --lora_alpha 32 --lora_target_modules all-linear
 """
 
-from pathlib import Path
-
-from trl_ext.recipe import prepare_environment
-
-prepare_environment()  # before trl/deepspeed are imported (DS_ACCELERATOR=cpu without CUDA)
-
-from trl import ModelConfig, TrlParser  # noqa: E402
-
-from trl_ext import DAPOConfig, DAPOTrainer  # noqa: E402
-from trl_ext.recipe import RecipeRun, RLScriptArguments, parse_recipe_args  # noqa: E402
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "embedded" / "dapo.yaml"
-
-
-def main(script_args, training_args, model_args, source=None):
-    run = RecipeRun("dapo", script_args, training_args, model_args, source)
-    trainer = DAPOTrainer(
-        model=run.model_path,
-        reward_funcs=run.reward_funcs,
-        args=training_args,
-        train_dataset=run.train_dataset(),
-        processing_class=run.tokenizer,
-        peft_config=run.peft_config,
-        quantization_config=run.quantization_config,
-    )
-    return run.train_and_evaluate(trainer)
-
+from trl_ext.recipe.train import main
 
 if __name__ == "__main__":
-    parser = TrlParser((RLScriptArguments, DAPOConfig, ModelConfig))
-    parsed = parse_recipe_args(parser, default_config=DEFAULT_CONFIG)
-    main(*parsed, source=parsed.source)
+    main("dapo")

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from trl_ext.configs import RECIPE_CONFIGS as CONFIGS
+from trl_ext.recipe.algorithms import ALGORITHMS, get_algorithm
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-CONFIGS = RECIPES / "configs"
 HARDWARE_KEYS = {"bf16", "fp16", "tf32", "dtype", "use_vllm", "vllm_mode", "ddp_backend", "use_cpu"}
-ALGOS = ["grpo", "dapo", "gspo", "dpo"] + (["ppo"] if (RECIPES / "ppo_math.py").exists() else [])
+ALGOS = [a.name for a in ALGORITHMS]
 
 
 def length_reward(completions, **kwargs):
@@ -23,13 +25,7 @@ def length_reward(completions, **kwargs):
 
 
 def dataclass_types(algo):
-    from trl import DPOConfig, GRPOConfig, ModelConfig
-
-    import trl_ext
-    from trl_ext.recipe import DPOScriptArguments, RLScriptArguments
-
-    config = {"grpo": GRPOConfig, "dpo": DPOConfig}.get(algo) or getattr(trl_ext, f"{algo.upper()}Config")
-    return (DPOScriptArguments if algo == "dpo" else RLScriptArguments, config, ModelConfig)
+    return get_algorithm(algo).dataclass_types()
 
 
 def algo_of(path: Path) -> str | None:
@@ -92,6 +88,50 @@ def test_every_yaml_is_reachable_from_a_recipe_yaml():
     orphans = [p for p in CONFIGS.rglob("*.yaml") if str(p.resolve()) not in used and algo_of(p) is None]
     # A base.yaml can only set keys; it is reachable when some recipe YAML inherits it.
     assert not orphans, orphans
+
+
+def test_every_algorithm_has_its_configs_and_script():
+    """One table entry, one YAML per config folder, one script: an algorithm is complete only with all three, and
+    every recipe YAML and script belongs to a table entry."""
+    model_folders = [p for p in (CONFIGS / "gsm8k").iterdir() if p.is_dir() and any(p.glob("*.yaml"))]
+    assert model_folders
+    for algo in ALGORITHMS:
+        assert algo.default_config_path() == CONFIGS / "embedded" / f"{algo.name}.yaml"
+        for folder in [CONFIGS / "embedded", *model_folders]:
+            assert (folder / f"{algo.name}.yaml").is_file(), (algo.name, folder)
+        script = RECIPES / algo.script_name
+        assert script.is_file(), script
+        assert f'main("{algo.name}")' in script.read_text()
+        assert algo.description and algo.paper and algo.changes
+    names = {a.name for a in ALGORITHMS}
+    assert {p.name[: -len("_math.py")] for p in RECIPES.glob("*_math.py")} == names
+    assert {p.stem for p in CONFIGS.rglob("*.yaml")} - names <= {"base", "rl"}
+
+
+def test_algorithm_lookup_and_config_defaults():
+    from trl_ext.recipe.algorithms import UnknownAlgorithmError
+
+    assert [a.name for a in ALGORITHMS] == ["ppo", "dpo", "grpo", "dapo", "gspo"]
+    assert get_algorithm("DAPO") is get_algorithm("dapo")
+    with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'sft'; known algorithms: ppo, dpo, grpo, dapo, gspo"):
+        get_algorithm("sft")
+    budget = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations"]
+    assert get_algorithm("grpo").config_defaults(budget) == dict(zip(budget, [8, 1, 8, 1]))
+    assert get_algorithm("ppo").config_defaults(["num_generations"]) == {"num_generations": 1}
+    assert get_algorithm("dpo").config_defaults(["num_generations", "beta"]) == {"beta": 0.1}  # no num_generations
+    trainers = {a.name: a.trainer_class().__module__.split(".")[0] for a in ALGORITHMS}
+    assert trainers == {"ppo": "trl_ext", "dpo": "trl", "grpo": "trl", "dapo": "trl_ext", "gspo": "trl_ext"}
+
+
+def test_importing_the_recipe_package_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, trl_ext.recipe, trl_ext.recipe.algorithms, trl_ext.configs; "
+            "trl_ext.recipe.get_algorithm('dapo').default_config_path(); "
+            "print(sorted({'torch', 'trl', 'transformers', 'deepspeed'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_inheritance_merges_and_overrides(tmp_path):

@@ -1,7 +1,15 @@
-"""Shared code of the recipes in ``recipes/``: arguments, YAML configs with inheritance, hardware adaptation,
+"""Shared code of the recipes: the algorithm table, arguments, YAML configs with inheritance, hardware adaptation,
 model/PEFT loading, evaluation before and after training, the final summary, and on-policy DPO pairs.
 
-A recipe script is short::
+``ALGORITHMS`` (``trl_ext.recipe.algorithms``) names each algorithm's script arguments, config, trainer, training data
+and default config; one program (``trl_ext.recipe.train.main``) runs any of them, so a recipe script is::
+
+    from trl_ext.recipe.train import main
+
+    if __name__ == "__main__":
+        main("dapo")  # or: trl-ext train dapo [args...]
+
+The same by hand, for a trainer of your own::
 
     from trl_ext.recipe import prepare_environment
     prepare_environment()  # before deepspeed/trl are imported: DS_ACCELERATOR=cpu etc. on a machine without CUDA
@@ -9,10 +17,10 @@ A recipe script is short::
     from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser
     from trl_ext.recipe import RecipeRun, RLScriptArguments, parse_recipe_args
 
-    script_args, training_args, model_args = parse_recipe_args(
-        TrlParser((RLScriptArguments, GRPOConfig, ModelConfig)), default_config="recipes/configs/embedded/grpo.yaml")
-    run = RecipeRun("grpo", script_args, training_args, model_args)
-    trainer = GRPOTrainer(model=run.model_path, reward_funcs=run.reward_funcs, args=training_args,
+    parsed = parse_recipe_args(TrlParser((RLScriptArguments, GRPOConfig, ModelConfig)),
+                               default_config="embedded/grpo.yaml")
+    run = RecipeRun("grpo", *parsed, source=parsed.source)
+    trainer = GRPOTrainer(model=run.model_path, reward_funcs=run.reward_funcs, args=run.training_args,
                           train_dataset=run.train_dataset(), processing_class=run.tokenizer, peft_config=run.peft_config)
     run.train_and_evaluate(trainer)
 
@@ -22,6 +30,7 @@ on first access.
 
 from importlib import import_module
 
+from trl_ext.recipe.algorithms import ALGORITHMS, Algorithm, algorithm_names, get_algorithm
 from trl_ext.recipe.args import (
     REWARD_FUNCS,
     DPOScriptArguments,
@@ -39,13 +48,17 @@ _LAZY = {
 }
 
 __all__ = [
+    "ALGORITHMS",
     "REWARD_FUNCS",
+    "Algorithm",
     "ConfigSource",
     "DPOScriptArguments",
     "RLScriptArguments",
     "RecipeArgs",
     "RecipeConfigError",
     "RecipeScriptArguments",
+    "algorithm_names",
+    "get_algorithm",
     "get_reward_funcs",
     "load_recipe_yaml",
     "parse_recipe_args",

@@ -68,3 +68,8 @@ def check_prompt_lengths(dataset, script_args, tokenizer):
     if len(kept) == 0:
         raise ValueError(f"every training prompt is longer than max_prompt_length={s.max_prompt_length}")
     return kept
+
+
+def prompts_for_run(run):
+    """The online RL recipes' training data (``Algorithm.training_data``): ``run.train_dataset()``."""
+    return run.train_dataset()

@@ -1,0 +1,35 @@
+"""The recipe program, one for every algorithm: ``recipes/<algo>_math.py``, ``trl-ext train <algo>`` and
+``accelerate launch -m trl_ext.cli train <algo>`` all call ``main(algo, argv)``.
+
+1. ``prepare_environment()`` (before trl/deepspeed are imported: ``DS_ACCELERATOR=cpu`` without CUDA, fp32);
+2. a ``TrlParser`` over the algorithm's three dataclasses (``Algorithm.dataclass_types``), parsed by
+   ``parse_recipe_args`` with ``--config`` (default: the algorithm's embedded YAML) and the command line;
+3. ``RecipeRun`` (start model, resume, prompts, rewards), the trainer from the table (``Algorithm.build_trainer``:
+   RL trainers on the training prompts with the reward functions, DPO on its on-policy pairs);
+4. ``RecipeRun.train_and_evaluate(trainer)``: evaluation before/after, training, saving, the summary.
+"""
+
+from __future__ import annotations
+
+from trl_ext.recipe.algorithms import Algorithm, get_algorithm
+
+
+def main(algo: str | Algorithm, argv: list[str] | None = None) -> dict:
+    """Train ``algo`` (a name in ``ALGORITHMS`` or an ``Algorithm``) with the recipe arguments ``argv`` (default
+    ``sys.argv[1:]``). Returns the run summary on the main process, this rank's result on the others."""
+    algorithm = algo if isinstance(algo, Algorithm) else get_algorithm(algo)
+
+    from trl_ext.recipe.hardware import prepare_environment
+
+    prepare_environment()  # before trl/deepspeed are imported
+
+    from trl import TrlParser
+
+    from trl_ext.recipe.config import parse_recipe_args
+    from trl_ext.recipe.run import RecipeRun
+
+    parser = TrlParser(algorithm.dataclass_types())
+    parsed = parse_recipe_args(parser, default_config=algorithm.default_config_path(), args=argv)
+    run = RecipeRun(algorithm.name, *parsed, source=parsed.source)
+    trainer = algorithm.build_trainer(run)
+    return run.train_and_evaluate(trainer)
