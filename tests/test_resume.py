@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_recipes import RECIPES, length_reward, tiny_args
+from test_recipes import ALGOS, RECIPES, length_reward, tiny_args
 
 from trl_ext.recipe.checkpoints import resolve_resume
 from trl_ext.recipe.config import RecipeConfigError
@@ -143,7 +143,7 @@ def assert_same_metrics(reference: dict, resumed: dict, step: int, tolerance: fl
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("algo", ["grpo", "dapo", "gspo", "ppo", "dpo"])
+@pytest.mark.parametrize("algo", ALGOS)  # every entry of the algorithm table
 def test_sigkill_mid_step_then_resume_matches_uninterrupted(algo, tiny_model_path, tmp_path):
     reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
     run_to_end(algo, resume_args(algo, tiny_model_path, reference_dir))
