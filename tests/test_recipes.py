@@ -127,7 +127,7 @@ def test_importing_the_recipe_package_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, trl_ext.recipe, trl_ext.recipe.algorithms, trl_ext.configs; "
+    code = ("import sys, trl_ext.recipe, trl_ext.recipe.algorithms, trl_ext.configs, trl_ext.cli; "
             "trl_ext.recipe.get_algorithm('dapo').default_config_path(); "
             "print(sorted({'torch', 'trl', 'transformers', 'deepspeed'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,8 +1,9 @@
 """Pinned trajectory of the mission's entry point: `accelerate launch recipes/dapo_math.py` (one process, the embedded
 default config, the cached warm start) for 6 optimizer steps at the YAML's seed, evaluations off, logging every step.
 The per-step metrics in ``history.jsonl`` must match the values recorded from the code before the recipe
-restructuring (two runs were bitwise identical; the tolerance only absorbs float noise). A change here means the
-training itself changed, not just the code around it. About 10 s on 2 cores once the warm start is cached."""
+restructuring (two runs were bitwise identical; the tolerance only absorbs float noise), also when the same program
+runs as `accelerate launch -m trl_ext.cli train dapo`. A change here means the training itself changed, not just the
+code around it. About 12 s per entry point on 2 cores once the warm start is cached."""
 
 import json
 import os
@@ -27,15 +28,20 @@ PINNED = {
 }
 
 
+# the recipe script, and the same program as `accelerate launch -m trl_ext.cli train dapo` (the installed command)
+ENTRY_POINTS = {"script": [str(REPO / "recipes" / "dapo_math.py")], "cli": ["-m", "trl_ext.cli", "train", "dapo"]}
+
+
 @pytest.mark.timeout(300)
-def test_embedded_dapo_trajectory_is_unchanged(tmp_path):
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_embedded_dapo_trajectory_is_unchanged(entry, tmp_path):
     from conftest import OFFLINE_ENV
 
     out = tmp_path / "dapo"
     env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "no",
-           str(REPO / "recipes" / "dapo_math.py"), "--max_steps", str(STEPS), "--logging_steps", "1",
+           *ENTRY_POINTS[entry], "--max_steps", str(STEPS), "--logging_steps", "1",
            "--eval_before", "false", "--eval_after", "false", "--output_dir", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=280)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
