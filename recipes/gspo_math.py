@@ -1,17 +1,16 @@
-"""GSPO on GSM8K-style math with `trl_ext.GSPOTrainer` (sequence-level importance ratio, clip 3e-4/4e-4, no KL,
-4 minibatch updates per rollout batch; GSPOConfig's defaults are the paper's).
-Evaluates the start model and the trained model on the held-out split and prints the gain.
+"""GSPO on GSM8K-style math with `trl_ext.GSPOTrainer`: a sequence-level importance ratio clipped to
+[1 - 3e-4, 1 + 4e-4], no KL, 4 minibatch updates per rollout batch (GSPOConfig's defaults are the paper's).
 
-    # the embedded CPU testbed (synthetic data, tiny warm-start model, fp32), no arguments:
-    accelerate launch recipes/gspo_math.py
-    # on CPU, 2 processes under ZeRO-3:
+    # 2 processes on CPU under DeepSpeed ZeRO-3, the embedded testbed:
     accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 2 --mixed_precision no \
         recipes/gspo_math.py
-    # GSM8K with Qwen2.5-0.5B-Instruct on 8 GPUs (bf16, vLLM colocate when installed):
-    accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 8 \
-        recipes/gspo_math.py --config recipes/configs/gsm8k/qwen2.5-0.5b-instruct/gspo.yaml
-    # any field on the command line overrides the YAML, e.g. LoRA:
-    ... --use_peft true --lora_r 64 --lora_alpha 32 --lora_target_modules all-linear
+    # GSM8K, Qwen2.5-0.5B-Instruct, 8 GPUs, from an installed trl-ext (shipped configs by name):
+    accelerate launch --config_file "$(trl-ext configs --path zero3)" --num_processes 8 \
+        -m trl_ext.cli train gspo --config gsm8k/qwen2.5-0.5b-instruct/gspo.yaml
+    # the rollout split into 8 minibatch updates instead of 4:
+    ... --num_minibatches 8
+
+Prints the held-out accuracy before and after training and the gain (docs/recipes.md).
 """
 
 from trl_ext.recipe.train import main
