@@ -115,8 +115,11 @@ def test_algorithm_lookup_and_config_defaults():
     assert get_algorithm("DAPO") is get_algorithm("dapo")
     with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'sft'; known algorithms: ppo, dpo, grpo, dapo, gspo"):
         get_algorithm("sft")
-    budget = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations"]
-    assert get_algorithm("grpo").config_defaults(budget) == dict(zip(budget, [8, 1, 8, 1]))
+    # the dataclass defaults that the comparison's budget falls back on (its hand-copied BUDGET_DEFAULTS)
+    budget = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations",
+              "max_steps", "num_train_epochs"]
+    for name in ("grpo", "dapo", "gspo"):
+        assert get_algorithm(name).config_defaults(budget) == dict(zip(budget, [8, 1, 8, 1, -1, 3.0]))
     assert get_algorithm("ppo").config_defaults(["num_generations"]) == {"num_generations": 1}
     assert get_algorithm("dpo").config_defaults(["num_generations", "beta"]) == {"beta": 0.1}  # no num_generations
     trainers = {a.name: a.trainer_class().__module__.split(".")[0] for a in ALGORITHMS}
