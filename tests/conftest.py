@@ -65,6 +65,8 @@ def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env
         # DDP on CPU: the *training* argument use_cpu (accelerate's own --cpu would start a single process).
         cmd += ["--use_cpu", "true"]
     full_env = {**os.environ, **OFFLINE_ENV, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", **(env or {})}
+    # this checkout's trl_ext, also where another one is installed (the launcher adds the cwd only for some launches)
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (full_env.get("PYTHONPATH"), str(REPO)) if p)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
     if proc.returncode != 0:
         raise AssertionError(

@@ -74,7 +74,7 @@ def job_env(extra=None):
     from conftest import OFFLINE_ENV
 
     return {**os.environ, **OFFLINE_ENV, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(REPO / "tests"), **(extra or {})}
+            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]), **(extra or {})}  # this checkout's trl_ext
 
 
 def run_to_end(algo, args, timeout=400):
