@@ -116,6 +116,18 @@ def _read_raw(source: str, split: str, num_examples: int | None, seed: int):
     return datasets.load_dataset(source, config, split=split), f"{source}[{split}]"
 
 
+# Real GSM8K has no validation split: it is carved from the training problems by a hash of the question text (like
+# the synthetic testbed's), and the training split is what is left, so no tuning problem is ever trained on.
+REAL_VALIDATION_FRACTION = 0.05
+
+
+def _has_split(source: str, split: str) -> bool:
+    """Whether a local GSM8K folder has files of ``split`` (a single file or the hub's openai/gsm8k: no)."""
+    path = Path(source).expanduser()
+    patterns = (f"{split}*.jsonl", f"{split}*.json", f"**/{split}*.parquet")
+    return path.is_dir() and any(any(path.glob(p)) for p in patterns)
+
+
 def load_gsm8k(
     source: str = HUB_ID,
     split: str = "train",
@@ -132,7 +144,8 @@ def load_gsm8k(
     Args:
         source: a hub id (``"openai/gsm8k"``), a local directory holding ``<split>*.jsonl`` (e.g.
             ``../shared/data/gsm8k``), a single JSONL/parquet file, or ``"synthetic"`` for the embedded testbed.
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"``, ``"validation"`` or ``"test"``; without a validation file, validation is carved from
+            the training problems (``REAL_VALIDATION_FRACTION`` of them, by question hash) and train is the rest.
         instruction: appended to each question (default: verl's GSM8K suffix); ``None`` for the bare question.
         system_prompt: optional system message.
         skip_malformed: drop malformed rows (and log how many) instead of raising ``GSM8KFormatError``.
@@ -143,7 +156,10 @@ def load_gsm8k(
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
-    raw, where = _read_raw(source, split, num_examples, seed)
+    from trl_ext.data.synthetic import split_of
+
+    carve = source != SYNTHETIC and split in ("train", "validation") and not _has_split(source, "validation")
+    raw, where = _read_raw(source, "train" if carve else split, num_examples, seed)
     rows, skipped = [], 0
     for index, row in enumerate(raw):
         try:
@@ -152,6 +168,8 @@ def load_gsm8k(
             if not skip_malformed:
                 raise GSM8KFormatError(f"{err} (pass skip_malformed=True to drop such rows)") from None
             skipped += 1
+            continue
+        if carve and (split_of(question, 0.0, REAL_VALIDATION_FRACTION) == "validation") != (split == "validation"):
             continue
         rows.append(
             {

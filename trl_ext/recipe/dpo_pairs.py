@@ -239,7 +239,10 @@ def pairs_for_run(run):
     from trl_ext.recipe.hardware import log
 
     s, training_args = run.script_args, run.training_args
+    if s.max_samples is not None:  # the samples budget is spent here: k samples for each of max_samples // k questions
+        s.num_train_examples = max(1, s.max_samples // s.dpo_num_samples)
     questions = run.train_dataset()
+    run.offline_samples = len(questions) * s.dpo_num_samples
     settings = dict(
         num_samples=s.dpo_num_samples,
         temperature=s.dpo_temperature,

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
+from trl_ext.recipe.callbacks import AccuracyCurveCallback, BudgetCallback, SampleCounter
 from trl_ext.recipe.checkpoints import resolve_resume, warn_checkpoints_inside_rollouts
 from trl_ext.recipe.config import LAST_PARSE
 from trl_ext.recipe.hardware import log
@@ -64,6 +65,8 @@ class RecipeRun:
         self.training_args = training_args
         self.model_args = model_args
         self.extra: dict = {}
+        self.sample_counter: SampleCounter | None = None  # set when the reward functions are built
+        self.offline_samples = 0  # completions sampled before training (DPO pairs, RFT)
         self.phase_seconds: dict[str, float] = {}  # wall time of each phase this process ran, for the summary
         # before any model loads: a bad resume request fails in seconds, not after the warm start and model load
         self.resume_from = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -71,7 +74,8 @@ class RecipeRun:
         if self.resume_from is not None:
             log(f"resuming from {self.resume_from}")
         warn_checkpoints_inside_rollouts(training_args)
-        if model_args.model_name_or_path in EMBEDDED_MODEL_NAMES:
+        self.embedded_model = model_args.model_name_or_path in EMBEDDED_MODEL_NAMES
+        if self.embedded_model:
             from trl_ext.models.tiny import warm_start
 
             t0 = time.time()
@@ -123,7 +127,10 @@ class RecipeRun:
     def reward_funcs(self) -> list:
         if not isinstance(self.script_args, RLScriptArguments):
             raise TypeError(f"{self.algo}: reward functions need RLScriptArguments")
-        return get_reward_funcs(self.script_args.reward_funcs, self.script_args, self.training_args)
+        funcs = get_reward_funcs(self.script_args.reward_funcs, self.script_args, self.training_args)
+        # the first reward function scores every generated completion once: it counts the samples (callbacks.py)
+        self.sample_counter = SampleCounter(funcs[0])
+        return [self.sample_counter, *funcs[1:]]
 
     # -- data ---------------------------------------------------------------------------------------------------
     def train_dataset(self):
@@ -269,6 +276,7 @@ class RecipeRun:
 
         wall_clock = wall_clock_callback()
         trainer.add_callback(wall_clock)
+        budget, curve = self._budget_callbacks(trainer)
         if self.resume_from is not None:
             from trl_ext.trainers.resume import ResumeStateCallback
 
@@ -283,6 +291,11 @@ class RecipeRun:
         self.phase_seconds["train"] = time.time() - start
         self.extra["step_times"] = wall_clock.step_times
         self.extra["peak_memory"] = peak_memory()
+        self.extra["samples_generated"] = budget.samples
+        self.extra["budget_stopped_by"] = budget.stopped_by
+        if curve is not None:
+            self.extra["curve"] = [{k.removeprefix("curve/"): v for k, v in p.items()} for p in curve.points]
+            self.extra["curve_eval_seconds"] = curve.eval_seconds
 
         trainer.save_model(str(output_dir))  # every rank: gathers ZeRO-3 shards
         final_dir = output_dir
@@ -320,6 +333,24 @@ class RecipeRun:
         print("RECIPE_RESULT " + json.dumps(result) + "\n", end="", flush=True)
         shutdown_distributed()
         return summary if summary is not None else result
+
+    def _budget_callbacks(self, trainer):
+        """The sample / time budget (always: it also stamps the sample count on the log) and, with
+        ``eval_curve_steps``, the accuracy curve on ``eval_curve_split``."""
+        from trl_ext.data.gsm8k import load_gsm8k
+
+        s = self.script_args
+        budget = BudgetCallback(self.sample_counter, trainer.accelerator.num_processes, s.max_samples,
+                                s.max_train_seconds, self.offline_samples)
+        trainer.add_callback(budget)
+        curve = None
+        if s.eval_curve_steps:
+            dataset = load_gsm8k(s.dataset_source, s.eval_curve_split, limit=s.eval_curve_limit,
+                                 **{**s.dataset_kwargs(), "num_examples": s.eval_curve_limit})
+            curve = AccuracyCurveCallback(trainer, dataset, s.eval_curve_steps, budget,
+                                          max_new_tokens=s.eval_max_new_tokens, batch_size=s.eval_batch_size)
+            trainer.add_callback(curve)
+        return budget, curve
 
     def _same_evaluation(self, stored: dict) -> bool:
         """Whether a stored evaluation of the start model was made with the current evaluation settings."""
