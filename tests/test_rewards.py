@@ -431,7 +431,7 @@ def test_property_equivalence_is_numeric(a, b):
 
 def _strict_brute_force(text):
     """Reference: try the '####' pattern at every position, keep the last success (quadratic, fine for short text)."""
-    from trl_ext.rewards.gsm8k import _STRICT_AT
+    from trl_ext.rewards.answers import _STRICT_AT
 
     for start in range(len(text) - 1, -1, -1):
         match = _STRICT_AT.match(text, start)

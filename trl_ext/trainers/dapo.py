@@ -38,7 +38,7 @@ from trl_ext.core.dynamic_sampling import (
     select_groups,
     trim_padding,
 )
-from trl_ext.rewards.gsm8k import make_overlong_reward
+from trl_ext.rewards.length import make_overlong_reward
 from trl_ext.trainers.dapo_config import DAPOConfig
 
 logger = logging.getLogger(__name__)
