@@ -1,6 +1,7 @@
 """GSM8K rewards: extraction table, exact numeric equivalence, every GSM8K test gold, robustness properties, and DAPO's
 overlong shaping against TRL's implementation."""
 
+import ast
 import json
 import pickle
 import subprocess
@@ -299,6 +300,28 @@ def test_works_outside_the_main_thread():
 def test_import_is_light():
     code = "import sys, trl_ext.rewards; assert not {'torch', 'trl', 'transformers', 'sympy'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_each_rewards_module_loads_alone():
+    """Public names load on first access: importing DAPO's overlong shaping loads no answer parsing or GSM8K reward."""
+    code = (
+        "import sys, trl_ext.rewards.length; "
+        "loaded = {'trl_ext.rewards.gsm8k', 'trl_ext.rewards.answers'} & set(sys.modules); assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_dapo_trainer_does_not_import_the_gsm8k_rewards():
+    """DAPO's overlong shaping knows no task: DAPOTrainer imports it from trl_ext.rewards.length, and importing the
+    trainer loads neither the GSM8K reward functions nor the answer parsing."""
+    tree = ast.parse((REPO / "trl_ext" / "trainers" / "dapo.py").read_text())
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "trl_ext.rewards.length" in modules and "trl_ext.rewards.gsm8k" not in modules
+    code = (
+        "import sys, trl_ext.trainers.dapo; "
+        "loaded = {'trl_ext.rewards.gsm8k', 'trl_ext.rewards.answers'} & set(sys.modules); assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
 
 
 # --------------------------------------------------------------------------------------------------------------------
