@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trl_ext import eval as evaluator
 from trl_ext.rewards import (
     MODES,
     OverlongReward,
@@ -30,6 +31,7 @@ from trl_ext.rewards import (
     overlong_penalty,
     shows_work,
 )
+from trl_ext.rewards.length import OVERLONG_REWARD_NAME
 
 GSM8K_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k"
 REPO = Path(__file__).resolve().parents[1]
@@ -272,8 +274,9 @@ def test_make_accuracy_reward_names_and_pickling():
     assert flexible.__name__ == "accuracy_flexible_reward"
     assert make_accuracy_reward() is accuracy_reward
     # TRL logs rewards under `rewards/<getattr(func, "__name__", type(func).__name__)>/mean`
-    assert make_overlong_reward(100, 20).__name__ == "overlong_reward"
+    assert make_overlong_reward(100, 20).__name__ == OVERLONG_REWARD_NAME == "overlong_reward"
     assert set(MODES) == {"strict", "flexible"}
+    assert evaluator.MODES is MODES  # one definition of the metric modes
     for func in (strict, flexible, format_reward, make_overlong_reward(10, 2, 0.5)):
         clone = pickle.loads(pickle.dumps(func))
         assert clone.__name__ == func.__name__

@@ -19,8 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from trl_ext.rewards.answers import MODES
+
 logger = logging.getLogger(__name__)
-MODES = ("strict", "flexible")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

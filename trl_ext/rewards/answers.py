@@ -27,6 +27,7 @@ from fractions import Fraction
 
 __all__ = ["MODES", "check_mode", "extract_answer", "is_correct", "normalize_number"]
 
+# The metric modes: how the answer is read (see the module docstring); also the keys of the evaluator's summary.
 MODES = ("strict", "flexible")
 
 _DIGITS = "0123456789"  # ASCII only: '١٢' (Arabic-Indic) or '１２' (fullwidth) are not digits here

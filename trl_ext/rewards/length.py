@@ -13,7 +13,11 @@ import math
 
 from trl_ext.rewards.batch import as_list
 
-__all__ = ["OverlongReward", "make_overlong_reward", "overlong_penalty"]
+__all__ = ["OVERLONG_REWARD_NAME", "OverlongReward", "make_overlong_reward", "overlong_penalty"]
+
+# The name TRL logs the shaping reward under (``rewards/overlong_reward/mean``), and how DAPO's group filter tells it
+# apart from the task rewards.
+OVERLONG_REWARD_NAME = "overlong_reward"
 
 
 def _check_overlong_config(max_completion_length, buffer_len, penalty_factor):
@@ -81,7 +85,7 @@ class OverlongReward:
         self.max_completion_length = max_completion_length
         self.buffer_len = buffer_len
         self.penalty_factor = penalty_factor
-        self.__name__ = "overlong_reward"
+        self.__name__ = OVERLONG_REWARD_NAME
 
     def __repr__(self):
         return (
