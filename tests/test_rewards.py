@@ -31,6 +31,7 @@ from trl_ext.rewards import (
     overlong_penalty,
     shows_work,
 )
+from trl_ext.rewards.answers import gold_number
 from trl_ext.rewards.length import OVERLONG_REWARD_NAME
 
 GSM8K_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k"
@@ -183,6 +184,26 @@ def test_is_correct_table(text, gold, mode, expected):
 )
 def test_normalize_number(value, expected):
     assert normalize_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("ground_truth", "expected"),
+    [
+        ("18.50", "18.5"),
+        ("1,080", "1080"),
+        ("$5", "5"),
+        (18, "18"),
+        ("007", "7"),
+        ("Step one.\n#### 18.50", "18.5"),
+        ("#### 18\n#### (done)", "18"),
+        ("3/4", None),
+        ("eighteen", None),
+        (None, None),
+    ],
+)
+def test_gold_number(ground_truth, expected):
+    """The one gold-number parser (the loader's answer column, is_correct and the evaluator use it)."""
+    assert gold_number(ground_truth) == expected
 
 
 def test_huge_numbers_compare_exactly_without_int_conversion():

@@ -25,7 +25,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-__all__ = ["MODES", "check_mode", "extract_answer", "is_correct", "normalize_number"]
+__all__ = ["MODES", "check_mode", "extract_answer", "gold_number", "is_correct", "normalize_number"]
 
 # The metric modes: how the answer is read (see the module docstring); also the keys of the evaluator's summary.
 MODES = ("strict", "flexible")
@@ -206,8 +206,14 @@ def _numbers_equal(a: str, b: str) -> bool:
     return a == b
 
 
-def _gold_number(ground_truth) -> str | None:
-    """The ground truth as a canonical number: a plain number, or a full GSM8K solution ending in '#### N'."""
+def gold_number(ground_truth) -> str | None:
+    """The one gold-number parser: a ground truth as a canonical number (``normalize_number``), else ``None``.
+
+    The ground truth is a plain number (``"1,080"`` -> ``"1080"``, ``"$5"`` -> ``"5"``, ``"18.50"`` -> ``"18.5"``,
+    ``18``) or a full GSM8K solution, read at its last ``#### <number>`` (strict extraction). The data loader's
+    ``answer`` column, ``is_correct`` and through it the reward functions and the evaluator all use it, so that
+    ``18.50`` and ``18.5`` are one gold answer everywhere. A fraction or other text gives ``None``. Never raises.
+    """
     number = normalize_number(ground_truth)
     if number is None and isinstance(ground_truth, str) and "####" in ground_truth:
         extracted = extract_answer(ground_truth, mode="strict")
@@ -286,7 +292,7 @@ def is_correct(text, ground_truth, mode: str = "strict") -> bool:
     try:
         if not isinstance(text, str):
             return False
-        gold = _gold_number(ground_truth)
+        gold = gold_number(ground_truth)
         if gold is not None:
             predicted = normalize_number(extract_answer(text, mode))
             return predicted is not None and _numbers_equal(predicted, gold)
