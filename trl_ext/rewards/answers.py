@@ -2,7 +2,8 @@
 
 Convention: an answer is a *canonical decimal string* (``normalize_number``: ``"1,080"`` -> ``"1080"``, ``"18.50"``
 -> ``"18.5"``), and two answers are equal iff they are numerically equal, compared exactly (``Decimal``, never
-``float``). Scoring protocol (the same as verl's GSM8K scorer, ``verl/utils/reward_score/gsm8k.py``):
+``float``). Gold answers are read by one parser, ``gold_number``, wherever they are read (data loader, rewards,
+evaluator). Scoring protocol (the same as verl's GSM8K scorer, ``verl/utils/reward_score/gsm8k.py``):
 
 * **strict**: the answer is the number of the *last* ``#### <number>`` match in the completion (the GSM8K
   solution format; the model is prompted to end with such a line). No such match -> no answer.
@@ -13,7 +14,7 @@ Unlike verl, which compares the extracted strings, answers are compared *numeric
 searched (verl only looks at the last 300 characters), ``#### 3/4`` is not read as ``3``, blanks/``$``/sign are
 allowed after ``####``, and in flexible mode ``10-3`` ends with ``3``, not ``-3``.
 
-Robustness contract: ``extract_answer``, ``normalize_number`` and ``is_correct`` never raise on any input (text of
+Robustness contract: ``extract_answer``, ``normalize_number``, ``gold_number`` and ``is_correct`` never raise on any input (text of
 any size, 100,000-digit numbers, non-ASCII digits, ``None``, odd nesting) and run in time linear in the input with
 no regex backtracking blow-up. The only exception raised is ``ValueError`` for an unknown ``mode``, a programming
 error reported eagerly. This module imports neither torch nor trl (nor math-verify/sympy).
@@ -224,6 +225,8 @@ def gold_number(ground_truth) -> str | None:
 # --- Fraction fallback for ground truths that are fractions ('3/4', '-3/4', '\\frac{3}{4}') -------------------------
 # math-verify is deliberately not used: its time-outs rely on signal.alarm (main thread only), and with them disabled
 # its LaTeX parser takes seconds on short inputs such as twenty nested parentheses, which breaks "never hangs".
+# Reached from is_correct (and so the reward functions) whenever gold_number cannot read the ground truth as a number,
+# e.g. accuracy_reward(completions, answer=["3/4"]); the GSM8K loader itself only yields plain numbers.
 
 _FRACTION_LINE_MAX_CHARS = 1000
 _FRACTION = re.compile(
@@ -278,7 +281,7 @@ def is_correct(text, ground_truth, mode: str = "strict") -> bool:
     The answer is taken with ``extract_answer(text, mode)`` and compared numerically and exactly with the ground
     truth (``Decimal``, never ``float``; numbers longer than 100 digits are compared through their canonical strings,
     which is just as exact and avoids ``int()``'s digit limit). The ground truth may be a plain number (``"1080"``,
-    ``"1,080"``, ``"$5"``, ``"-3"``, ``18``) or a full GSM8K solution whose last line is ``#### N``.
+    ``"1,080"``, ``"$5"``, ``"-3"``, ``18``) or a full GSM8K solution whose last line is ``#### N`` (``gold_number``).
 
     If the ground truth is a fraction (``"3/4"``, ``"-3/4"``, ``"\\frac{3}{4}"``, numbers of at most 100 digits),
     the answer may be a fraction too (``#### 6/8``; strict: at the start of the last ``####`` line, flexible: ending
