@@ -4,7 +4,8 @@ Every row becomes::
 
     prompt    [{"role": "system", ...}?, {"role": "user", "content": question + " " + instruction}]
     question  the raw question
-    answer    the normalized final answer ("1080" for "#### 1,080")
+    answer    the final answer as a canonical number ("1080" for "#### 1,080", "18.5" for "#### 18.50"), parsed by
+              trl_ext.rewards.answers.gold_number, the parser the rewards and the evaluator use
     solution  the full reference solution (reasoning lines + "#### N"), for SFT and DPO
 
 The default instruction is verl's GSM8K prompt suffix, so scores are comparable with verl's GSM8K numbers.
@@ -16,6 +17,8 @@ import logging
 import re
 from pathlib import Path
 
+from trl_ext.rewards.answers import gold_number
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_INSTRUCTION = "Let's think step by step and output the final answer after \"####\"."
@@ -24,16 +27,12 @@ HUB_ID = "openai/gsm8k"
 
 # The gold answer line of GSM8K: "#### 1,080" (integers, sometimes with commas, a few negative).
 _GOLD_LINE = re.compile(r"^####[ \t]*(.*?)\s*$", re.MULTILINE)
+# The shape a final answer must have to be accepted (its value is read by gold_number, like the rewards read it).
 _NUMBER = re.compile(r"^-?\$?[0-9][0-9,]*(\.[0-9]+)?$")
 
 
 class GSM8KFormatError(ValueError):
     """A GSM8K row is malformed (missing field, no ``####`` line, non-numeric final answer)."""
-
-
-def normalize_gold(final: str) -> str:
-    """'1,080' -> '1080', '$5' -> '5', '-3' -> '-3'."""
-    return final.replace(",", "").replace("$", "").rstrip(".")
 
 
 def parse_row(row: dict, index: int, where: str) -> tuple[str, str, str]:
@@ -52,9 +51,10 @@ def parse_row(row: dict, index: int, where: str) -> tuple[str, str, str]:
             f"{where}: row {index}: field 'answer' has no '#### <number>' line (ends with {solution[-60:]!r})"
         )
     final = matches[-1]
-    if not _NUMBER.match(final):
+    answer = gold_number(final) if _NUMBER.match(final) else None
+    if answer is None:
         raise GSM8KFormatError(f"{where}: row {index}: field 'answer' has a non-numeric final answer {final!r}")
-    return row["question"].strip(), normalize_gold(final), solution
+    return row["question"].strip(), answer, solution
 
 
 def reasoning_steps(solution: str) -> int:

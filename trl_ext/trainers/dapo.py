@@ -38,7 +38,7 @@ from trl_ext.core.dynamic_sampling import (
     select_groups,
     trim_padding,
 )
-from trl_ext.rewards.gsm8k import make_overlong_reward
+from trl_ext.rewards.length import OVERLONG_REWARD_NAME, make_overlong_reward
 from trl_ext.trainers.dapo_config import DAPOConfig
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ _PADDING = {
     "importance_sampling_ratio": ("right", 1.0),  # neutral: vespo sums log(ratio) over unmasked columns too
     "advantages": None,
 }
-OVERLONG_REWARD_NAME = "overlong_reward"
 
 
 class DAPOTrainer(GRPOTrainer):
