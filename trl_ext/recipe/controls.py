@@ -6,7 +6,8 @@ it uses (``SUPERVISION``):
 * ``rft`` -- rejection-sampling fine-tuning: the start model samples ``rft_num_samples`` completions per training
   question, the ones whose final answer verifies are kept (distinct texts, at most ``rft_max_per_question`` per
   question) and fine-tuned on. It sees final-answer checks only, like RL, so it is the like-for-like baseline; it
-  spends the samples budget (``max_samples``) on sampling ``max_samples // rft_num_samples`` questions.
+  spends the samples budget (``max_samples``) on sampling ``max_samples // rft_num_samples`` questions (shared out
+  over the ranks and cached like DPO's samples: ``trl_ext.recipe.dpo_pairs.shared_records``).
 * ``warm_start`` -- more SFT on the embedded warm start's own data (its second stage's direct/worked mix): the same
   information the start model already had; run for the wall time RL trains (``max_train_seconds``).
 * ``gold`` -- SFT on the reference worked solutions: an *oracle*, since it sees solution text that RL never sees.
@@ -89,14 +90,20 @@ def sft_dataset_for_run(run):
         run.extra["sft_data"] = {"source": "gold", "examples": len(questions)}
         return datasets.Dataset.from_list(_rows(questions["prompt"], questions["solution"]))
 
-    from trl_ext.recipe.dpo_pairs import chunk_bounds, sample_records
+    from accelerate import PartialState
 
+    from trl_ext.recipe.dpo_pairs import default_cache_dir, pairs_key, shared_records
+
+    settings = dict(num_samples=s.rft_num_samples, temperature=s.rft_temperature,
+                    max_new_tokens=s.rft_max_new_tokens or s.eval_max_new_tokens, batch_size=s.rft_sample_batch_size,
+                    seed=run.training_args.seed)
+    desc = {"source": s.dataset_source, "split": s.dataset_train_split, "rows": len(questions), **s.dataset_kwargs()}
+    parts = default_cache_dir().parent / "rft_samples" / pairs_key(run.model_path, {**settings, "dataset": desc})
+    state = PartialState()
     start = time.time()
-    # Every rank samples all questions with the same seeds (the same records everywhere; no collective needed).
-    records = [r for _, chunk in sample_records(
-        run.model_path, questions, chunk_bounds(len(questions), len(questions)), num_samples=s.rft_num_samples,
-        temperature=s.rft_temperature, max_new_tokens=s.rft_max_new_tokens or s.eval_max_new_tokens,
-        batch_size=s.rft_sample_batch_size, seed=run.training_args.seed) for r in chunk]
+    # shared out over the ranks and kept on disk: a sweep over learning rates samples once
+    records = shared_records(run.model_path, questions, parts, rank=state.process_index,
+                             world_size=state.num_processes, **settings)
     run.phase_seconds["rft_sampling"] = time.time() - start
     run.offline_samples = len(questions) * s.rft_num_samples
     kept = verified_completions(records, s.rft_max_per_question)
