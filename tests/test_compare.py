@@ -272,3 +272,17 @@ def test_dpo_spends_its_samples_budget_on_pair_sampling(tiny_model_path, tmp_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples_generated"] == 20 and summary["dpo_pairs"]["questions"] == 10
+
+
+def test_where_rl_wins_follows_the_intervals():
+    from trl_ext.compare.report import where_rl_wins
+
+    paired = [
+        {"a": "grpo", "b": "rft", "difference": 5.0, "ci95": [1.0, 9.0]},  # grpo better
+        {"a": "rft", "b": "dapo", "difference": 4.0, "ci95": [0.5, 7.5]},  # dapo worse (sign flips)
+        {"a": "ppo", "b": "rft", "difference": 1.0, "ci95": [-2.0, 4.0]},  # not told apart
+        {"a": "grpo", "b": "dapo", "difference": 1.0, "ci95": [-2.0, 4.0]},  # no control: no sentence
+    ]
+    (line,) = where_rl_wins(paired)
+    assert line.startswith("RL vs rft") and "better: grpo +5.0 [+1.0, +9.0]" in line
+    assert "worse: dapo -4.0 [-7.5, -0.5]" in line and "not told apart: ppo +1.0 [-2.0, +4.0]" in line

@@ -57,7 +57,9 @@ def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
     p.add_argument("--config-dir", default="recipes/configs/embedded", help="folder with <recipe>.yaml")
     p.add_argument("--launch-config", default=None, help="accelerate config, e.g. accelerate_configs/zero3.yaml")
     p.add_argument("--num-processes", type=int, default=1)
-    p.add_argument("--output-dir", default="comparison")
+    p.add_argument("--output-dir", default="comparison", help="run folders (models, logs) and, by default, the report")
+    p.add_argument("--report-dir", default=None, help="where the report files go (default: --output-dir), e.g. a "
+                   "folder to commit without the run folders")
     p.add_argument("--algo-args", action="append", default=[], metavar="ENTRY=ARGS",
                    help="overrides for one entry, e.g. 'dapo=--dynamic_sampling_max_rounds 2' (repeatable)")
     p.add_argument("--force", action="store_true", help="re-run runs whose summary.json exists")
@@ -71,6 +73,14 @@ def _resolve(path, repo: Path) -> Path:
     if path.is_absolute() or path.exists():
         return path.resolve()
     return (repo / path).resolve()
+
+
+def portable(text: str, *roots: Path) -> str:
+    """``text`` without this machine's absolute paths: the given roots become relative, the interpreter ``python``,
+    the home folder ``~``."""
+    for root in roots:
+        text = text.replace(str(root.resolve()) + "/", "")
+    return text.replace(sys.executable, "python").replace(str(Path.home()), "~")
 
 
 def _rel(path, base: Path) -> str:
@@ -288,8 +298,9 @@ def main(argv=None, recipes_dir=None) -> int:
     phen = phenomena_summary(comp.records)
     from trl_ext.compare.plots import make_plots
 
-    plots = make_plots(comp.records, rows, comp.out_dir)
-    out = comp.out_dir
+    out = Path(args.report_dir).resolve() if args.report_dir else comp.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(comp.records, rows, out)
     command = shlex.join(["python", "recipes/compare_gsm8k.py", *full_argv])
     meta = {
         "title": "Comparison of RL algorithms and controls on " + _rel(comp.config_dir, recipes_dir.parent),
@@ -302,18 +313,17 @@ def main(argv=None, recipes_dir=None) -> int:
                        "No sweep (each entry used its config's values)."),
     }
     text = format_report(meta, rows, paired, sweep_table(comp.records, picked), threshold, speed,
-                         readings(phen, rows, speed), budget_table(rows), run_rows(comp.records, out))
-    (out / "results.md").write_text(text)
+                         readings(phen, rows, speed, paired), budget_table(rows), run_rows(comp.records, comp.out_dir))
+    roots = (comp.out_dir, recipes_dir.parent, Path.cwd())
+    (out / "results.md").write_text(portable(text, *roots))
     (out / "readme_table.md").write_text(readme_table(rows) + "\n")
     write_csv(rows, out / "results.csv")
     slim = [{k: v for k, v in r.items() if k not in ("summary", "history", "correct_before", "correct_after")}
-            | {"run_dir": _rel(r["run_dir"], out), "log": _rel(r["log"], out) if r.get("log") else None,
-               "command": None if not r.get("command") else r["command"].replace(str(out) + "/", "")}
             for r in comp.records]
     clean_rows = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
-    (out / "results.json").write_text(json.dumps(
+    (out / "results.json").write_text(portable(json.dumps(
         {"meta": meta, "rows": clean_rows, "paired": paired, "speed": speed, "threshold": threshold,
-         "phenomena": phen, "picked": picked, "runs": slim}, indent=2, default=str))
+         "phenomena": phen, "picked": picked, "runs": slim}, indent=2, default=str), *roots))
     print("\n" + readme_table(rows), flush=True)
     print(f"\n[compare] wrote {out / 'results.md'} (+ .csv, .json, {len(plots)} figures)", flush=True)
     return 0 if all(r["status"] != "failed" for r in comp.records) else 1
@@ -337,6 +347,8 @@ def protocol_lines(comp: Comparison, picked: dict) -> list[str]:
              "sampled mean@k in each run's summary."]
     if comp.extra:
         lines.append(f"Recipe overrides for every run: `{shlex.join(comp.extra)}`.")
+    lines.append(f"Run folders (models, logs, histories; the log paths below are relative to it): "
+                 f"`{portable(str(comp.out_dir), Path.cwd())}`.")
     return lines
 
 

@@ -159,8 +159,11 @@ def curve_args(steps: int | None, points: int, limit: int) -> list[str]:
 
 
 def phase_args(phase: str) -> list[str]:
-    """The sweep scores on the validation split (carved from the training problems), the test phase on test."""
-    return ["--dataset_test_split", "validation" if phase == "sweep" else "test"]
+    """The sweep scores on the validation split (carved from the training problems), greedy only (it picks by
+    greedy accuracy); the test phase on test."""
+    if phase == "sweep":
+        return ["--dataset_test_split", "validation", "--eval_num_samples", "0"]
+    return ["--dataset_test_split", "test"]
 
 
 def setting_args(setting) -> list[str]:

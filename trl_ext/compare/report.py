@@ -175,9 +175,32 @@ def _cmp(a, b, what) -> str:
     return f"{what}: {a:.3g} vs {b:.3g} ({word})"
 
 
-def readings(phen: dict, rows: list[dict], speed: list[dict]) -> list[str]:
-    """Sentences that state what the numbers show, each with its numbers (no claim the numbers do not carry)."""
+RL = ("ppo", "dpo", "grpo", "dapo", "gspo")
+
+
+def where_rl_wins(paired: list[dict]) -> list[str]:
+    """One sentence per control: which RL entries beat it, which lose to it, and which are not told apart, by the
+    paired intervals."""
     out = []
+    for control in ("rft", "sft-warm-start", "sft-gold", START):
+        wins, losses, ties = [], [], []
+        for p in paired:
+            if {p["a"], p["b"]} & {control} and ({p["a"], p["b"]} - {control}) & set(RL):
+                rl = p["a"] if p["b"] == control else p["b"]
+                diff = p["difference"] if p["a"] == rl else -p["difference"]
+                lo, hi = p["ci95"] if p["a"] == rl else (-p["ci95"][1], -p["ci95"][0])
+                text = f"{rl} {diff:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                (wins if lo > 0 else losses if hi < 0 else ties).append(text)
+        if wins or losses or ties:
+            out.append(f"RL vs {control} ({SUPERVISION[control]}), paired difference in points: "
+                       + "; ".join(f"{name}: {', '.join(x)}" for name, x in (("better", wins), ("worse", losses),
+                                                                            ("not told apart", ties)) if x) + ".")
+    return out
+
+
+def readings(phen: dict, rows: list[dict], speed: list[dict], paired: list[dict] | None = None) -> list[str]:
+    """Sentences that state what the numbers show, each with its numbers (no claim the numbers do not carry)."""
+    out = where_rl_wins(paired or [])
     ent = phen.get("entropy", {})
     if ent:
         out.append("Entropy, first third -> last third of training: " + ", ".join(
