@@ -7,12 +7,8 @@ import os
 
 import torch
 from accelerate.utils import gather, is_peft_model
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-from torch.nn.parallel import DistributedDataParallel
-from transformers import AutoModelForTokenClassification
-from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from trl import GRPOTrainer
-from trl.trainer.utils import disable_dropout_in_model, get_config_model_id, use_adapter
+from trl.trainer.utils import get_config_model_id, use_adapter
 
 from trl_ext.core.ppo import (
     AdaptiveKLController,
@@ -25,63 +21,16 @@ from trl_ext.core.ppo import (
     value_loss,
     whiten,
 )
+from trl_ext.trainers.critic import (  # noqa: F401  (re-exported: imported from here by tests and users)
+    CRITIC_ATTR,
+    CRITIC_DIR,
+    Critic,
+    exclude_critic_from_weight_sync,
+    load_critic_weights,
+)
 from trl_ext.trainers.ppo_config import PPOConfig
 
-CRITIC_ATTR = "ppo_critic"  # name of the critic submodule inside the policy module
-CRITIC_DIR = "critic"  # sub-folder of a checkpoint / saved model holding the critic (a TokenClassification model)
 KL_STATE_FILE = "ppo_kl_ctl_state.json"
-
-
-def exclude_critic_from_weight_sync(vllm_generation) -> None:
-    """Keep the critic out of TRL's weight sync to vLLM (colocate and server modes).
-
-    TRL 1.16 pushes every parameter that ``VLLMGeneration._iter_named_params`` yields from the policy module, and the
-    critic is a submodule of it (so that DDP/ZeRO handle both as one model). Wrap that walk: critic parameters are
-    still visited, so under ZeRO-3 every rank takes part in the same gathers, but never pushed to vLLM, whose model
-    has no such weights. ``tests/test_ppo.py`` pins the upstream method this relies on.
-    """
-    walk = vllm_generation._iter_named_params
-    prefix = CRITIC_ATTR + "."
-
-    def policy_params():
-        for name, param in walk():
-            if not name.startswith(prefix):
-                yield name, param
-
-    vllm_generation._iter_named_params = policy_params
-
-
-def _read_weights(path: str) -> dict:
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def load_critic_weights(critic, directory: str) -> None:
-    """Load the critic's weights from ``directory`` in any layout ``save_pretrained`` writes: one safetensors or
-    ``pytorch_model.bin`` file, or shards with an index. Raises when nothing there can be loaded (a resume must not
-    go on with a fresh critic) and when the weights do not match the critic (``strict``)."""
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if os.path.isfile(os.path.join(directory, name)):
-            critic.load_state_dict(_read_weights(os.path.join(directory, name)))
-            return
-    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = os.path.join(directory, name)
-        if os.path.isfile(index):
-            with open(index) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            state = {}
-            for shard in shards:
-                state.update(_read_weights(os.path.join(directory, shard)))
-            critic.load_state_dict(state)
-            return
-    raise FileNotFoundError(
-        f"{directory}: the checkpoint has a critic folder but no critic weights (model.safetensors, "
-        f"pytorch_model.bin or a sharded index; found {sorted(os.listdir(directory))}). Resume from a complete "
-        "checkpoint, or delete the folder to start the critic afresh on purpose."
-    )
 
 
 class PPOTrainer(GRPOTrainer):
@@ -134,68 +83,22 @@ class PPOTrainer(GRPOTrainer):
         self.beta = loss_beta
         self.kl_ctl = AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon)
         self._ppo_rewards_per_func = None
-        self.critic = self._build_critic()
-        self.model.add_module(CRITIC_ATTR, self.critic)
+        device = None if self.is_deepspeed_enabled else self.args.device
+        self.critic_unit = Critic.build(self.model, self.args, device)
+        self.critic_unit.attach(self.model, self.accelerator, self.is_deepspeed_enabled or self.is_fsdp_enabled)
         if self.use_vllm:
             exclude_critic_from_weight_sync(self.vllm_generation)
-        # DDP: a parameter used outside the DDP forward trips its reducer ("marked ready twice"), so DDP ignores the
-        # critic and ``training_step`` all-reduces the critic's gradients at each synchronisation step.
-        self._critic_manual_sync = (
-            self.accelerator.num_processes > 1 and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
-        )
-        if self._critic_manual_sync:
-            names = [f"{CRITIC_ATTR}.{n}" for n, _ in self.critic.named_parameters()]
-            names += [f"{CRITIC_ATTR}.{n}" for n, _ in self.critic.named_buffers()]
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, names)
 
-    # ----- critic ---------------------------------------------------------------------------------------------------
-    def _build_critic(self):
-        policy = self.model
-        path = self.args.value_model_name_or_path or get_config_model_id(policy.config)
-        init_kwargs = {k: v for k, v in (self.args.model_init_kwargs or {}).items() if k != "device_map"}
-        init_kwargs.setdefault("dtype", policy.dtype)
-        init_kwargs.setdefault("trust_remote_code", self.args.trust_remote_code)
-        critic, info = AutoModelForTokenClassification.from_pretrained(
-            path, num_labels=1, output_loading_info=True, **init_kwargs
-        )
-        disable_dropout_in_model(critic)
-        # Freshly created weights (the value head) start at 0: identical on every rank and no initial value noise.
-        fresh = [p for n, p in critic.named_parameters() if n in set(info["missing_keys"])]
-        if fresh:
-            if is_deepspeed_zero3_enabled():
-                import deepspeed
+    @property
+    def critic(self):
+        """The critic model (``AutoModelForTokenClassification``, submodule ``ppo_critic`` of ``self.model``)."""
+        return self.critic_unit.model
 
-                with deepspeed.zero.GatheredParameters(fresh, modifier_rank=0), torch.no_grad():
-                    for p in fresh:
-                        p.zero_()
-            else:
-                with torch.no_grad():
-                    for p in fresh:
-                        p.zero_()
-        if not self.is_deepspeed_enabled:
-            critic.to(self.args.device)
-        return critic
-
-    def _critic_values(self, input_ids, attention_mask, logits_to_keep, batch_size):
-        """(B, logits_to_keep) values V(s_t) of the state before each completion token."""
-        chunks = []
-        for i in range(0, input_ids.size(0), batch_size):
-            logits = self.critic(
-                input_ids=input_ids[i : i + batch_size], attention_mask=attention_mask[i : i + batch_size]
-            ).logits
-            chunks.append(logits[:, -logits_to_keep - 1 : -1, 0].float())
-        return torch.cat(chunks, dim=0)
-
+    # ----- optimizer step -------------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._critic_manual_sync and self.accelerator.sync_gradients:
-            grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
-            if grads:
-                flat = _flatten_dense_tensors(grads)
-                torch.distributed.all_reduce(flat)
-                flat /= self.accelerator.num_processes
-                for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-                    g.copy_(synced)
+        if self.accelerator.sync_gradients:
+            self.critic_unit.sync_gradients(self.accelerator.num_processes)
         return loss
 
     def create_optimizer(self, model=None):
@@ -203,39 +106,23 @@ class PPOTrainer(GRPOTrainer):
         decay on its weight matrices, none on biases and norm weights (Trainer's rule for the policy)."""
         if self.optimizer is not None:
             return self.optimizer
-        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-        for p in critic_params:
-            p.requires_grad_(False)
-        try:
+        with self.critic_unit.hidden_from_optimizer():
             optimizer = super().create_optimizer(model)
-        finally:
-            for p in critic_params:
-                p.requires_grad_(True)
         lr = self.args.critic_learning_rate or self.args.learning_rate
-        decay = set(self.get_decay_parameter_names(self.critic))
-        named = [(n, p) for n, p in self.critic.named_parameters() if p.requires_grad]
-        for name, weight_decay, params in (
-            ("critic", self.args.weight_decay, [p for n, p in named if n in decay]),
-            ("critic_no_decay", 0.0, [p for n, p in named if n not in decay]),
-        ):
-            if params:
-                optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": weight_decay, "name": name})
+        decay = self.get_decay_parameter_names(self.critic)
+        for group in self.critic_unit.param_groups(lr, self.args.weight_decay, decay):
+            optimizer.add_param_group(group)
         return optimizer
 
     def _clip_grad_norm(self, model):
-        """Clip the policy's and the critic's gradients separately, each to ``max_grad_norm`` (verl clips its actor
-        and critic optimizers independently): one large gradient must not shrink the other's update. Returns the
-        policy's pre-clip norm (Trainer logs it as ``grad_norm``); the critic's goes to ``ppo/critic_grad_norm``.
-        Under DeepSpeed the engine clips all parameters together (its ``gradient_clipping``), as before."""
+        """Clip the policy's and the critic's gradients separately (``Critic.clip_grad_norm``). Returns the policy's
+        pre-clip norm (Trainer logs it as ``grad_norm``); the critic's goes to ``ppo/critic_grad_norm``. Under
+        DeepSpeed the engine clips all parameters together (its ``gradient_clipping``), as before."""
         if self.is_deepspeed_enabled:
             return super()._clip_grad_norm(model)
-        critic = [p for p in self.critic.parameters()]
-        critic_ids = {id(p) for p in critic}
-        policy = [p for p in model.parameters() if id(p) not in critic_ids]
-        max_norm = self.args.max_grad_norm
-        critic_norm = self.accelerator.clip_grad_norm_(critic, max_norm)
+        policy_norm, critic_norm = self.critic_unit.clip_grad_norm(self.accelerator, model, self.args.max_grad_norm)
         self._metrics["train"]["ppo/critic_grad_norm"].append(float(critic_norm))
-        return self.accelerator.clip_grad_norm_(policy, max_norm)
+        return policy_norm
 
     # ----- rollout --------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -287,7 +174,7 @@ class PPOTrainer(GRPOTrainer):
                 out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         batch_size = args.per_device_train_batch_size if mode == "train" else args.per_device_eval_batch_size
         with torch.no_grad():
-            values = self._critic_values(input_ids, attention_mask, T, batch_size) * mask
+            values = self.critic_unit.values(input_ids, attention_mask, T, batch_size) * mask
             kl = torch.zeros_like(values)
             if self._ppo_needs_ref:
                 old = out.get("old_per_token_logps")
@@ -334,7 +221,7 @@ class PPOTrainer(GRPOTrainer):
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         T = inputs["completion_ids"].size(1)
-        values = self._critic_values(input_ids, attention_mask, T, input_ids.size(0))
+        values = self.critic_unit.values(input_ids, attention_mask, T, input_ids.size(0))
         vf_loss, vf_clipfrac = value_loss(
             values, inputs["old_values"], inputs["returns"], mask, self.args.cliprange_value
         )
@@ -356,19 +243,13 @@ class PPOTrainer(GRPOTrainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if state_dict is None:
             state_dict = self.model.state_dict()
-        prefix = CRITIC_ATTR + "."
-        critic_sd = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        policy_sd = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
-        if self.args.should_save and critic_sd:
-            self.critic.save_pretrained(os.path.join(output_dir, CRITIC_DIR), state_dict=critic_sd)
-        super()._save(output_dir, state_dict=policy_sd)
+        policy_state = self.critic_unit.save(output_dir, state_dict, self.args.should_save)
+        super()._save(output_dir, state_dict=policy_state)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Non-DeepSpeed resume: policy as usual, then the critic (DeepSpeed restores both from its engine files)."""
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        directory = os.path.join(resume_from_checkpoint, CRITIC_DIR)
-        if os.path.isdir(directory):
-            load_critic_weights(self.critic, directory)
+        self.critic_unit.load_from_checkpoint(resume_from_checkpoint)
 
     def _save_optimizer_and_scheduler(self, output_dir):
         # With the optimizer, i.e. before Trainer writes trainer_state.json, which marks a checkpoint as complete.
