@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 import torch
 from accelerate.utils import gather, is_peft_model
@@ -33,34 +34,84 @@ from trl_ext.trainers.ppo_config import PPOConfig
 KL_STATE_FILE = "ppo_kl_ctl_state.json"
 
 
+@contextmanager
+def reference_model_built_by_parent(args: PPOConfig):
+    """While inside, ``args.beta`` is nonzero if PPO needs a reference model (``kl_coef > 0``) and ``beta`` is 0.
+
+    TRL's ``GRPOTrainer.__init__`` builds and prepares (DeepSpeed / FSDP / plain) ``ref_model`` only when
+    ``args.beta != 0`` (``if self.beta == 0.0: self.ref_model = None``), and adds the frozen ``"ref"`` adapter to a
+    PEFT model with a pretrained adapter under the same condition. PPO keeps the KL out of the loss (``beta=0``) but
+    puts ``kl_coef * KL(pi_old || pi_ref)`` into the reward, so it needs that reference model; building and preparing
+    it here would copy TRL's code. So ``beta`` is set to ``kl_coef`` only while the parent's ``__init__`` runs, and
+    restored on exit (also on error); the trainer then sets ``self.beta`` back to the loss's value. Yields the loss's
+    ``beta``. ``tests/test_ppo_upstream.py`` pins TRL's condition.
+    """
+    loss_beta = args.beta
+    if args.kl_coef > 0 and loss_beta == 0.0:
+        args.beta = args.kl_coef
+    try:
+        yield loss_beta
+    finally:
+        args.beta = loss_beta
+
+
+def drop_group_metrics(metrics: dict) -> None:
+    """Remove TRL's ``frac_reward_zero_std`` from a rollout's metrics.
+
+    GRPOTrainer logs the fraction of prompt groups whose rewards have zero std (groups that teach GRPO nothing). PPO
+    samples one completion per prompt, whose "group" always has zero std, so the metric would always read 1 while
+    PPO learns from every completion. ``tests/test_ppo_upstream.py`` pins the metric's name in TRL's rollout.
+    """
+    metrics.pop("frac_reward_zero_std", None)
+
+
 class PPOTrainer(GRPOTrainer):
     """PPO (Schulman et al. 2017) with a critic and GAE (Schulman et al. 2015) on top of ``trl.GRPOTrainer``.
 
-    Rollout, reward functions and the clipped policy loss are GRPOTrainer's; this class only wraps two hooks:
+    Rollout, reward functions and the clipped policy loss are GRPOTrainer's; the math is ``trl_ext.core.ppo``, the
+    critic ``trl_ext.trainers.critic.Critic`` (``self.critic_unit``; ``self.critic`` is its model). It overrides
+    these hooks, and no others:
 
-    * ``_generate_and_score_completions``: after the parent's rollout, computes the critic's values, the per-token
-      reward (reward functions' score at the last completion token minus ``kl_coef * KL(pi_old || pi_ref)`` per
-      token), GAE, and replaces ``advantages`` by whitened (B, T) advantages (``_compute_loss`` accepts them as they
-      are); ``old_values`` and ``returns`` travel in the same dict through TRL's buffering/splitting, so
+    Algorithm
+
+    * ``_generate_and_score_completions``: after the parent's rollout, the critic's values, the per-token reward
+      (the reward functions' weighted score at the last completion token minus ``kl_coef * KL(pi_old || pi_ref)`` per
+      token), GAE, and whitened (B, T) advantages in place of ``advantages`` (TRL's ``_compute_loss`` takes them as
+      they are); ``old_values`` and ``returns`` travel in the same dict through TRL's buffering and splitting, so
       ``steps_per_generation > 1`` and ``num_iterations > 1`` work unchanged.
-    * ``compute_loss``: the parent's policy loss + ``vf_coef *`` the clipped value loss.
+    * ``_calculate_rewards``: keeps the gathered rewards, which the parent's rollout uses but does not return.
+    * ``compute_loss``: the parent's policy loss (zeroed during ``critic_warmup_steps``) + ``vf_coef *`` the clipped
+      value loss.
 
-    Design choice, critic placement: the critic (an ``AutoModelForTokenClassification`` with one label, initialised
-    from the policy's checkpoint or ``value_model_name_or_path``) is registered as a submodule ``ppo_critic`` of the
-    policy module (``PreTrainedModel`` or ``PeftModel``). Hence one DDP wrapper / one DeepSpeed engine / one optimizer
-    hold both models: ZeRO-2/3 shard the critic like the policy, gradients of both are reduced in the same backward,
-    and the critic and its optimizer state are in every checkpoint. Generation and the policy's log-probs use the
-    policy module exactly as in GRPO (the critic is only called explicitly; ZeRO-3 fetches its parameters through its
-    module hooks). Costs: under ZeRO-3 the generation-time parameter gather also gathers the critic, and under
-    DeepSpeed gradient clipping is joint (elsewhere ``_clip_grad_norm`` clips policy and critic separately). With vLLM
-    the critic is kept out of the weight sync (``exclude_critic_from_weight_sync``). A second DeepSpeed engine for the
-    critic would avoid the joint gathers but needs its own backward/step/checkpoint plumbing outside Trainer.
-    The critic has its own param group (``critic_learning_rate``), is saved to ``<output_dir>/critic`` (and stripped
-    from the policy's weights), and is full-parameter even when the policy uses PEFT/LoRA.
+    Critic (each delegates to ``Critic``)
 
-    Reference model: GRPOTrainer builds (and DeepSpeed-prepares) ``ref_model`` only when ``beta != 0``; PPO keeps the
-    KL out of the loss (``beta=0``) but needs reference log-probs for the in-reward KL. ``args.beta`` is therefore set
-    nonzero only while the parent's ``__init__`` runs; with PEFT the adapter is disabled instead, as GRPO does.
+    * ``__init__``: the parent builds the reference model (``reference_model_built_by_parent``), then the critic is
+      built, attached to the policy module and kept out of the vLLM weight sync.
+    * ``create_optimizer``: the parent's param groups without the critic, then the critic's at
+      ``critic_learning_rate``.
+    * ``training_step``: under DDP, averages the critic's gradients after the backward (DDP ignores the critic).
+    * ``_clip_grad_norm``: clips policy and critic separately (not under DeepSpeed, whose engine clips jointly).
+    * ``_save``: writes the critic to ``<output_dir>/critic`` and the policy without it.
+    * ``_load_from_checkpoint``: a non-DeepSpeed resume restores the critic too (DeepSpeed's engine files hold both).
+
+    Adaptive KL controller
+
+    * ``_save_optimizer_and_scheduler`` / ``_load_optimizer_and_scheduler``: its coefficient is saved with the
+      optimizer, before ``trainer_state.json`` marks the checkpoint complete, and restored on resume.
+
+    Workarounds of TRL internals, each one function pinned by ``tests/test_ppo_upstream.py``:
+    ``reference_model_built_by_parent``, ``drop_group_metrics``, ``_calculate_rewards`` and ``_ref_logps`` here,
+    ``one_generation_accepted_by_grpo`` in ppo_config.py, and ``Critic.hidden_from_optimizer``,
+    ``exclude_critic_from_weight_sync`` and ``ignore_in_ddp`` in critic.py.
+
+    Design choice, critic placement: the critic is a submodule of the policy module (``PreTrainedModel`` or
+    ``PeftModel``), so one DDP wrapper / DeepSpeed engine / optimizer hold both models: ZeRO-2/3 shard the critic like
+    the policy, gradients of both are reduced in the same backward, and the critic and its optimizer state are in
+    every checkpoint. Generation and the policy's log-probs use the policy module exactly as in GRPO (the critic is
+    only called explicitly; ZeRO-3 fetches its parameters through its module hooks). Costs: under ZeRO-3 the
+    generation-time parameter gather also gathers the critic, and under DeepSpeed gradient clipping is joint. A second
+    DeepSpeed engine for the critic would avoid both but needs its own backward/step/checkpoint plumbing outside
+    Trainer. The critic is full-parameter even when the policy uses PEFT/LoRA.
     """
 
     _tag_names = ("trl", "trl-ext", "ppo")
@@ -73,13 +124,8 @@ class PPOTrainer(GRPOTrainer):
         if not isinstance(args, PPOConfig):
             raise TypeError(f"PPOTrainer needs a trl_ext.PPOConfig, got {type(args).__name__}.")
         self._ppo_needs_ref = args.kl_coef > 0
-        loss_beta = args.beta
-        if self._ppo_needs_ref and loss_beta == 0.0:
-            args.beta = args.kl_coef  # only so that GRPOTrainer.__init__ builds and prepares the reference model
-        try:
+        with reference_model_built_by_parent(args) as loss_beta:
             super().__init__(model, reward_funcs, args, *pargs, **kwargs)
-        finally:
-            args.beta = loss_beta
         self.beta = loss_beta
         self.kl_ctl = AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon)
         self._ppo_rewards_per_func = None
@@ -126,10 +172,21 @@ class PPOTrainer(GRPOTrainer):
 
     # ----- rollout --------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """Keep the reward functions' scores for ``_generate_and_score_completions``.
+
+        TRL's rollout calls this hook, gets every process's (B_global, n_funcs) rewards (NaN where a function
+        returned None) and turns them into group-normalised advantages without returning them. PPO needs them: their
+        weighted sum is the terminal reward of GAE, and a row that no function scored leaves the losses. Held in
+        ``self._ppo_rewards_per_func`` until the wrapped rollout returns. ``tests/test_ppo_upstream.py`` pins that
+        the rollout calls this hook and that it returns the gathered rewards.
+        """
         self._ppo_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._ppo_rewards_per_func  # (B_global, n_funcs), identical on every rank
 
     def _ref_logps(self, input_ids, attention_mask, logits_to_keep, batch_size):
+        """Reference log-probs for the in-reward KL. TRL's rollout computes ``ref_per_token_logps`` only when
+        ``beta != 0`` (PPO's loss beta is 0), so they are computed here as TRL does: with ``ref_model``, or with PEFT
+        with the adapter disabled (or the frozen "ref" adapter). Pinned in ``tests/test_ppo_upstream.py``."""
         if self.ref_model is not None:
             return self._get_per_token_logps_and_entropies(
                 self.ref_model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
@@ -149,8 +206,7 @@ class PPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
-        # Groups of one completion always have zero std: upstream's frac_reward_zero_std would always read 1.
-        self._metrics[mode].pop("frac_reward_zero_std", None)
+        drop_group_metrics(self._metrics[mode])
         args = self.args
         B, T = out["completion_ids"].shape
         mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]

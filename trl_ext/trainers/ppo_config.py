@@ -8,21 +8,36 @@ rewards and the adaptive KL controller (Ziegler et al. 2019; Ouyang et al. 2022)
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
 
-class _GroupFreeCount(int):
-    """An ``int`` that does not compare below 2.
+@contextmanager
+def one_generation_accepted_by_grpo(config):
+    """While inside, ``config.num_generations == 1`` passes GRPOConfig's "at least 2 generations" check.
 
-    ``GRPOConfig.__post_init__`` rejects ``num_generations < 2`` (GRPO needs groups; PPO does not). Only while the
-    parent's validation runs, ``num_generations`` holds this type so that one check passes and every other check
-    (divisibility of the generation batch, eval batch) sees the real value; the plain ``int`` is restored right after.
+    ``GRPOConfig.__post_init__`` raises when ``num_generations < 2``: GRPO normalises rewards within groups of
+    completions of the same prompt, and a group of one has no spread. PPO's critic needs no groups, so 1 is its
+    default. Only while the caller runs GRPOConfig's validation, ``num_generations`` is an ``int`` whose ``< 2``
+    is False; every other use (the divisibility of the generation and eval batches, arithmetic) sees the real value,
+    and the plain ``int`` is restored on exit, also on error. ``tests/test_ppo_upstream.py`` pins TRL's check: if it
+    is removed this is dead code, if it is written another way (``<= 1``) ``PPOConfig()`` fails loudly.
     """
 
-    def __lt__(self, other):
-        return False if other == 2 else int(self) < other
+    class GroupFreeCount(int):
+        def __lt__(self, other):
+            return False if other == 2 else int(self) < other
+
+    single = config.num_generations is not None and config.num_generations == 1
+    if single:
+        config.num_generations = GroupFreeCount(1)
+    try:
+        yield
+    finally:
+        if config.num_generations is not None:
+            config.num_generations = int(config.num_generations)
 
 
 @dataclass
@@ -137,13 +152,8 @@ class PPOConfig(GRPOConfig):
 
     def __post_init__(self):
         self._validate_ppo()
-        requested = self.num_generations
-        if requested is not None and requested == 1:
-            self.num_generations = _GroupFreeCount(1)
-        try:
+        with one_generation_accepted_by_grpo(self):
             super().__post_init__()
-        finally:
-            self.num_generations = int(self.num_generations) if self.num_generations is not None else None
 
     def _validate_ppo(self):
         def check(ok, message):
