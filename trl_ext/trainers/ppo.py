@@ -22,6 +22,7 @@ from trl_ext.core.ppo import (
     value_loss,
     whiten,
 )
+from trl_ext.trainers.common import loss_mask, model_inputs, pad_and_gather
 from trl_ext.trainers.critic import (  # noqa: F401  (re-exported: imported from here by tests and users)
     CRITIC_ATTR,
     CRITIC_DIR,
@@ -199,24 +200,18 @@ class PPOTrainer(GRPOTrainer):
                 self.model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
             )[0]
 
-    def _global(self, x):
-        """Gather a (B, T) tensor from all ranks, padding T to the longest."""
-        return gather(self.accelerator.pad_across_processes(x, dim=1, pad_index=0))
-
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         drop_group_metrics(self._metrics[mode])
         args = self.args
         B, T = out["completion_ids"].shape
-        mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
-        mask = mask.float()
+        mask = loss_mask(out).float()
         rpf = self._ppo_rewards_per_func
         scores = (rpf * self.reward_weights.to(rpf.device).unsqueeze(0)).nansum(dim=1)
         rank = self.accelerator.process_index
         scores = scores[rank * B : (rank + 1) * B].to(mask.device)
-        input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-        attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        input_ids, attention_mask = model_inputs(out)
         # A completion that no reward function could score (all None) carries no signal: GRPO gives it zero
         # advantage; here it leaves the policy and value losses (and their token-mean normaliser) altogether.
         unscorable = torch.isnan(rpf).all(dim=1)
@@ -246,8 +241,9 @@ class PPOTrainer(GRPOTrainer):
         rewards = token_level_rewards(scores, kl, mask, kl_coef)
         advantages, returns = gae(rewards, values, mask, args.gamma, args.lam)
 
-        g_mask, g_adv = self._global(mask), self._global(advantages)
-        g_values, g_returns, g_kl = self._global(values), self._global(returns), self._global(kl)
+        g_mask, g_adv, g_values, g_returns, g_kl = (
+            pad_and_gather(self.accelerator, x) for x in (mask, advantages, values, returns, kl)
+        )
         if args.whiten_advantages:
             advantages = whiten(g_adv, g_mask)[rank * B : (rank + 1) * B, :T]
         out["advantages"], out["old_values"], out["returns"] = advantages, values, returns
@@ -270,12 +266,8 @@ class PPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         if mode == "train" and self.state.global_step < self.args.critic_warmup_steps:
             policy_loss = policy_loss * 0.0  # keeps the graph (DDP expects gradients for every parameter)
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
-        mask = mask.float()
-        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        mask = loss_mask(inputs).float()
+        input_ids, attention_mask = model_inputs(inputs)
         T = inputs["completion_ids"].size(1)
         values = self.critic_unit.values(input_ids, attention_mask, T, input_ids.size(0))
         vf_loss, vf_clipfrac = value_loss(
@@ -289,7 +281,9 @@ class PPOTrainer(GRPOTrainer):
         vf_loss_g, vf_clipfrac_g = gather(stats.unsqueeze(0)).mean(dim=0).tolist()
         metrics["ppo/value_loss"].append(vf_loss_g)
         metrics["ppo/value_clipfrac"].append(vf_clipfrac_g)
-        ev = explained_variance(self._global(values.detach()), self._global(inputs["returns"]), self._global(mask))
+        ev = explained_variance(
+            *(pad_and_gather(self.accelerator, x) for x in (values.detach(), inputs["returns"], mask))
+        )
         metrics["ppo/explained_variance"].append(ev.item())
         return loss
 
