@@ -1,8 +1,10 @@
 """trl_ext.trainers.common: the loss mask, the forward inputs, and pad-and-gather over two real (gloo) processes."""
 
+import re
 import socket
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -60,3 +62,29 @@ def test_pad_and_gather_over_two_processes():
     assert out["left"] == [[-1, 1, 1], [-1, 1, 1], [2, 2, 2], [2, 2, 2]]
     assert out["float"] == [[0.5, 0.5, 1.0], [0.5, 0.5, 1.0], [0.5] * 3, [0.5] * 3]
     assert out["rows"] == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "config,kwargs,field",
+    [
+        ("PPOConfig", dict(gamma=1.5), "gamma"),
+        ("PPOConfig", dict(kl_target=0.1, kl_coef=0.0), "kl_coef"),
+        ("PPOConfig", dict(fsdp="full_shard"), "fsdp"),
+        ("DAPOConfig", dict(overlong_buffer_len=-1), "overlong_buffer_len"),
+        ("DAPOConfig", dict(epsilon=0.3, epsilon_high=0.2), "epsilon_high"),
+        ("DAPOConfig", dict(scale_rewards="batch"), "scale_rewards"),
+        ("GSPOConfig", dict(num_minibatches=0), "num_minibatches"),
+        ("GSPOConfig", dict(loss_type="dapo"), "loss_type"),
+    ],
+)
+def test_configs_report_errors_in_one_style(tmp_path, config, kwargs, field):
+    """Every trl_ext config error reads "<requirement> (got <field>=<value>, ...)[: <reason>]. <fix>"."""
+    import trl_ext
+
+    with pytest.raises(ValueError) as error:
+        getattr(trl_ext, config)(output_dir=str(tmp_path), use_cpu=True, bf16=False, **kwargs)
+    match = re.fullmatch(r"(?P<requirement>.+?) \(got (?P<got>.+?)\)(: (?P<reason>.+?))?\. (?P<fix>.+)", str(error.value))
+    assert match, str(error.value)
+    assert field in match["requirement"] and f"{field}=" in match["got"] and match["fix"]
+    for name, value in kwargs.items():
+        assert f"{name}={value!r}" in match["got"] or name not in match["got"]

@@ -1,8 +1,10 @@
-"""Helpers shared by the trainers of ``trl_ext.trainers``; each is written once, here.
+"""Helpers shared by the trainers and configs of ``trl_ext.trainers``; each is written once, here.
 
 * ``loss_mask(batch)``: the completion tokens that count in a loss, from a GRPOTrainer rollout / training batch.
 * ``model_inputs(batch)``: the policy's / critic's forward inputs, prompt and completion side by side.
 * ``pad_and_gather(accelerator, tensor)``: all processes' rows of a tensor whose width differs between processes.
+* ``config_error(...)``: the ValueError every trl_ext config raises; it names the field(s), the value(s) given and
+  the fix.
 
 Tensor layout (TRL's): a batch dict holds (B, T) tensors, prompts left-padded, completions right-padded, and (B,)
 per-row tensors; B is the number of rows on this process.
@@ -34,3 +36,12 @@ def pad_and_gather(accelerator, tensor: torch.Tensor, pad_index=0, pad_first: bo
     (two collectives: the sizes, then the data)."""
     return gather(accelerator.pad_across_processes(tensor, dim=1, pad_index=pad_index, pad_first=pad_first))
 
+
+def config_error(requirement: str, fix: str, reason: str = "", **given) -> ValueError:
+    """The ValueError of a config check: ``"<requirement> (got <field>=<value>, ...)[: <reason>]. <fix>"``.
+
+    ``requirement`` names the field(s) and what they must be (``"gamma must be in [0, 1]"``); ``given`` holds the
+    values received; ``reason`` (optional) says why; ``fix`` says what to set instead. Use ``raise config_error(...)``.
+    """
+    got = ", ".join(f"{name}={value!r}" for name, value in given.items())
+    return ValueError(f"{requirement} (got {got}){': ' + reason if reason else ''}. {fix}")
