@@ -1,4 +1,16 @@
-"""PPO with a learned critic and GAE for TRL 1.x, built on GRPOTrainer's rollout (math in ``trl_ext.core.ppo``)."""
+"""PPOTrainer: PPO with a learned critic and GAE on GRPOTrainer's rollout, for TRL 1.16.
+
+The math is ``trl_ext.core.ppo`` (pure functions), the critic ``trl_ext.trainers.critic``, the config
+``trl_ext.trainers.ppo_config``; this module wires them into GRPOTrainer's hooks. Conventions, stated once:
+
+* ``B`` is the number of rows (completions) on this process, ``T`` the padded completion width. ``mask`` is
+  ``loss_mask(batch)`` as float: the completion tokens that count. A row that no reward function could score is
+  masked out entirely (``completion_mask`` too), so it leaves both losses and their normalisers.
+* The rollout dict that TRL buffers and splits carries per-token ``advantages`` (B, T) instead of GRPO's (B,), plus
+  ``old_values`` and ``returns`` (B, T), all 0 at masked positions.
+* Every ``ppo/*`` metric is over the global batch: (B, T) tensors are ``pad_and_gather``-ed, scalars gathered and
+  averaged. ``ppo/kl`` is in the adaptive controller's unit (per-token mean KL, ``mean_token_kl``).
+"""
 
 from __future__ import annotations
 
@@ -143,6 +155,8 @@ class PPOTrainer(GRPOTrainer):
 
     # ----- optimizer step -------------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch):
+        """The parent's step; on gradient-synchronisation steps, under DDP, then averages the critic's gradients
+        (``Critic.sync_gradients``: DDP ignores the critic), before Trainer clips them."""
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.accelerator.sync_gradients:
             self.critic_unit.sync_gradients(self.accelerator.num_processes)
@@ -200,7 +214,24 @@ class PPOTrainer(GRPOTrainer):
                 self.model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
             )[0]
 
+    def _rollout_kl(self, out, input_ids, attention_mask, mask, batch_size):
+        """(B, T) in-reward KL(pi_old || pi_ref) estimate per valid token (0 without a reference model)."""
+        T = mask.size(1)
+        if not self._ppo_needs_ref:
+            return torch.zeros_like(mask)
+        old = out.get("old_per_token_logps")
+        if old is None:  # on-policy: the parent skips it, PPO's KL needs it
+            old = self._get_per_token_logps_and_entropies(
+                self.model, input_ids, attention_mask, T, batch_size=batch_size
+            )[0]
+        ref = out.get("ref_per_token_logps")
+        if ref is None:
+            ref = self._ref_logps(input_ids, attention_mask, T, batch_size)
+        return kl_penalty(old.float(), ref.float(), self.args.kl_estimator) * mask
+
     def _generate_and_score_completions(self, inputs):
+        """The parent's rollout, then PPO's per-token advantages: critic values, KL-shaped rewards, GAE, whitening
+        over the global batch; adds ``old_values`` and ``returns`` (see the module docstring)."""
         out = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         drop_group_metrics(self._metrics[mode])
@@ -226,17 +257,7 @@ class PPOTrainer(GRPOTrainer):
         batch_size = args.per_device_train_batch_size if mode == "train" else args.per_device_eval_batch_size
         with torch.no_grad():
             values = self.critic_unit.values(input_ids, attention_mask, T, batch_size) * mask
-            kl = torch.zeros_like(values)
-            if self._ppo_needs_ref:
-                old = out.get("old_per_token_logps")
-                if old is None:  # on-policy: the parent skips it, PPO's KL needs it
-                    old = self._get_per_token_logps_and_entropies(
-                        self.model, input_ids, attention_mask, T, batch_size=batch_size
-                    )[0]
-                ref = out.get("ref_per_token_logps")
-                if ref is None:
-                    ref = self._ref_logps(input_ids, attention_mask, T, batch_size)
-                kl = kl_penalty(old.float(), ref.float(), args.kl_estimator) * mask
+            kl = self._rollout_kl(out, input_ids, attention_mask, mask, batch_size)
         kl_coef = self.kl_ctl.value
         rewards = token_level_rewards(scores, kl, mask, kl_coef)
         advantages, returns = gae(rewards, values, mask, args.gamma, args.lam)
@@ -262,6 +283,8 @@ class PPOTrainer(GRPOTrainer):
 
     # ----- loss -----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The parent's policy loss (zeroed during ``critic_warmup_steps``) + ``vf_coef *`` the clipped value loss,
+        scaled for gradient accumulation as TRL scales its own token-mean losses."""
         policy_loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         if mode == "train" and self.state.global_step < self.args.critic_warmup_steps:
@@ -302,13 +325,15 @@ class PPOTrainer(GRPOTrainer):
         self.critic_unit.load_from_checkpoint(resume_from_checkpoint)
 
     def _save_optimizer_and_scheduler(self, output_dir):
-        # With the optimizer, i.e. before Trainer writes trainer_state.json, which marks a checkpoint as complete.
+        """Also save the adaptive KL coefficient (``KL_STATE_FILE``): with the optimizer, i.e. before Trainer writes
+        ``trainer_state.json``, which marks a checkpoint as complete."""
         super()._save_optimizer_and_scheduler(output_dir)
         if self.args.should_save:
             with open(os.path.join(output_dir, KL_STATE_FILE), "w") as f:
                 json.dump({"kl_coef": self.kl_ctl.value}, f)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        """Also restore the adaptive KL coefficient on resume (a checkpoint without the file keeps the initial one)."""
         super()._load_optimizer_and_scheduler(checkpoint)
         path = os.path.join(checkpoint, KL_STATE_FILE) if checkpoint is not None else None
         if path is not None and os.path.isfile(path):
