@@ -1,6 +1,6 @@
 """Configuration of ``trl_ext.PPOTrainer``: GRPOConfig plus the PPO/GAE/critic settings.
 
-Defaults and their sources (table in the README's PPOTrainer section): PPO (Schulman et al. 2017), GAE (Schulman et al. 2015), KL-shaped
+Defaults and their sources (see docs/ppo.md): PPO (Schulman et al. 2017), GAE (Schulman et al. 2015), KL-shaped
 rewards and the adaptive KL controller (Ziegler et al. 2019; Ouyang et al. 2022), and the defaults of TRL 1.12's
 ``PPOConfig`` (the last TRL release with PPO) and verl's ``ppo_trainer.yaml``. Validation follows the structure of
 every trl_ext config: ``_validate()`` of the own fields (errors from ``config_error``), then GRPOConfig's, here inside
