@@ -286,3 +286,12 @@ def test_where_rl_wins_follows_the_intervals():
     (line,) = where_rl_wins(paired)
     assert line.startswith("RL vs rft") and "better: grpo +5.0 [+1.0, +9.0]" in line
     assert "worse: dapo -4.0 [-7.5, -0.5]" in line and "not told apart: ppo +1.0 [-2.0, +4.0]" in line
+
+
+def test_paired_table_reads_entry_minus_start_and_keeps_every_pair():
+    from trl_ext.compare.report import START, paired_table
+
+    rows = [{"label": START, "correct": [[0, 0, 1, 0]]}, {"label": "grpo", "correct": [[1, 1, 1, 0]] * 2},
+            {"label": "dapo", "correct": [[1, 0, 1, 0]] * 2}]
+    pairs = [(p["a"], p["b"], p["difference"]) for p in paired_table(rows, draws=50)]
+    assert pairs == [("grpo", START, 50.0), ("dapo", START, 25.0), ("grpo", "dapo", 25.0)]

@@ -21,7 +21,7 @@ def fmt(stat: dict | None, digits=1, sign=False) -> str:
 
 
 def interval(ci, digits=1) -> str:
-    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]" if ci else "n/a"
+    return f"[{ci[0] + 0.0:+.{digits}f}, {ci[1] + 0.0:+.{digits}f}]" if ci else "n/a"
 
 
 def summary_table(rows) -> tuple[list[str], list[list[str]]]:
@@ -42,7 +42,8 @@ def readme_table(rows) -> str:
     """The five-column summary the README shows."""
     body = [[r["label"], f"{r['before']:.1f} -> {fmt(r['after'])}" if r.get("before") is not None else "n/a",
              fmt(r["gain"], sign=True), interval(r.get("gain_ci95")), fmt(r.get("samples"), 0)] for r in rows]
-    return md_table(["entry", "flexible before -> after %", "gain (3 seeds)", "gain 95% CI", "samples"], body)
+    seeds = max((r["seeds_ok"] for r in rows if r["label"] != "start model"), default=0)
+    return md_table(["entry", "flexible before -> after %", f"gain ({seeds} seeds)", "gain 95% CI", "samples"], body)
 
 
 def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_rows, runs) -> str:
@@ -72,7 +73,9 @@ def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_
                              fmt(s["train_s"], 1)] for s in speed]), ""]
     parts += ["## What the curves show", "", *[f"- {line}" for line in readings], ""]
     parts += ["Figures:", "", *[f"- `{p}`: {t}" for p, t in meta["plots"]], ""]
-    parts += ["## Sweep (validation split)", "", meta["sweep_note"], "", md_table(*sweep), ""]
+    parts += ["## Sweep (validation split)", "", meta["sweep_note"], ""]
+    if sweep[1]:
+        parts += [md_table(*sweep), ""]
     parts += ["## Budget used (test phase, mean per run)", "", md_table(*budget_rows), ""]
     parts += ["## Runs", "", md_table(["phase", "entry", "setting", "seed", "status", "flexible before -> after",
                                         "samples", "steps", "train s", "log"], runs), ""]

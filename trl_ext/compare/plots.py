@@ -63,8 +63,9 @@ def accuracy_curves(records, out_dir: Path) -> list[tuple[str, str]]:
             series = [[(p[x_key], p["flexible"]) for p in curve_points(r) if p[x_key] is not None]
                       for r in _test_runs(records, label)]
             xs, mean, low, high = _mean_band(series)
-            if len(xs) == 1 or (xs and x_key == "samples" and min(xs) == max(xs)):
-                ax.plot(xs[-1:], mean[-1:], marker="s", ls="none", label=f"{label} (samples drawn before training)")
+            if x_key == "samples" and xs and min(xs) == max(xs):  # nothing sampled during training
+                how = "no samples" if xs[0] == 0 else f"{xs[0]:.0f} samples drawn before training"
+                ax.axhline(mean[-1], ls="--", lw=1, color=f"C{len(ax.lines) % 10}", label=f"{label}: final ({how})")
             elif xs:
                 ax.plot(xs, mean, marker="o", ms=3, label=label)
                 ax.fill_between(xs, low, high, alpha=0.15)

@@ -108,10 +108,11 @@ def paired_table(rows: list[dict], draws: int = 10_000) -> list[dict]:
     """Every pair of rows with test-problem correctness: the paired-bootstrap difference of flexible accuracy."""
     out = []
     usable = [r for r in rows if r.get("correct")]
-    for i, a in enumerate(usable):
-        for b in usable[i + 1:]:
-            if len(a["correct"][0]) != len(b["correct"][0]):
+    for i, first in enumerate(usable):
+        for second in usable[i + 1:]:
+            if len(first["correct"][0]) != len(second["correct"][0]):
                 continue
+            a, b = (second, first) if first["label"] == START else (first, second)  # "entry minus the start model"
             boot = paired_bootstrap(a["correct"], b["correct"], draws=draws)
             lo, hi = (100 * x for x in boot["ci95"])
             verdict = (f"{a['label']} better" if lo > 0 else f"{b['label']} better" if hi < 0
@@ -138,8 +139,10 @@ def speed_table(records: list[dict], fraction: float = 0.9) -> tuple[float | Non
     for label in finals:
         runs = [r for r in test if r["label"] == label]
         samples = [first_reaching(curve_points(r), threshold, "samples") for r in runs]
+        if all(len({p["samples"] for p in curve_points(r)}) <= 1 for r in runs):
+            samples = [None] * len(runs)  # sampled before training (DPO, RFT) or never: no samples-to-threshold
         seconds = [first_reaching(curve_points(r), threshold, "train_s") for r in runs]
-        out.append({"label": label, "final": finals[label], "reached": sum(s is not None for s in samples),
+        out.append({"label": label, "final": finals[label], "reached": sum(s is not None for s in seconds),
                     "seeds": len(runs), "samples": mean_sd_ci(samples), "train_s": mean_sd_ci(seconds)})
     return threshold, out
 
@@ -189,6 +192,7 @@ def where_rl_wins(paired: list[dict]) -> list[str]:
                 rl = p["a"] if p["b"] == control else p["b"]
                 diff = p["difference"] if p["a"] == rl else -p["difference"]
                 lo, hi = p["ci95"] if p["a"] == rl else (-p["ci95"][1], -p["ci95"][0])
+                diff, lo, hi = diff + 0.0, lo + 0.0, hi + 0.0  # no "-0.0"
                 text = f"{rl} {diff:+.1f} [{lo:+.1f}, {hi:+.1f}]"
                 (wins if lo > 0 else losses if hi < 0 else ties).append(text)
         if wins or losses or ties:
