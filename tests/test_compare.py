@@ -1,186 +1,297 @@
-"""The one-command comparison (recipes/compare_gsm8k.py, trl_ext/recipe/compare.py): budget planning and the table
-logic on plain records, then one toy end-to-end run with the random tiny model (GRPO and DAPO succeed, a bad
-override and an unknown algorithm fail in their rows), and a second invocation that reuses the finished runs."""
+"""The comparison (trl_ext/compare/, recipes/compare_gsm8k.py): budget planning, the statistics against hand
+computations and loop references, the sample count (DAPO's refills, DPO's pair sampling), the validation/test
+separation, and one tiny end-to-end `--sweep` with two algorithms that a second invocation reuses."""
 
-import csv
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from trl_ext.recipe import compare
+from trl_ext.compare import plan as P
+from trl_ext.compare import stats
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
+EMBEDDED = RECIPES / "configs" / "embedded"
 
 
-# -- planning and aggregation without subprocesses ----------------------------------------------------------------
+# -- planning ---------------------------------------------------------------------------------------------------------
 
 
-def test_prompts_per_step_and_budget():
+def embedded_fields(label, overrides=()):
+    recipe = P.recipe_of(label)
+    return P.budget_fields(recipe, EMBEDDED / f"{recipe}.yaml", P.parse_overrides(overrides))
+
+
+def test_samples_budget_of_the_embedded_configs():
+    budget = P.Budget("samples", 2400)
+    for algo in ("grpo", "dapo", "gspo", "ppo"):  # 16 completions per step (PPO: 16 prompts x 1)
+        args, steps = P.budget_args(algo, embedded_fields(algo), budget, 1, None)
+        assert args == ["--max_samples", "2400", "--max_steps", "150"] and steps == 150, algo
+    # on 2 processes a step consumes twice as many: the step bound halves (rounded up)
+    assert P.budget_args("grpo", embedded_fields("grpo"), P.Budget("samples", 2401), 2, None)[1] == 76
+    # a rollout reused twice (num_iterations 2) brings new samples once per two passes
+    assert P.samples_per_step(embedded_fields("grpo", ["--num_iterations", "2"]), 1) == 8
+    # DPO and RFT spend it on sampling before training; the fixed-data controls get the online mean time
+    assert P.budget_args("dpo", embedded_fields("dpo"), budget, 1, None)[0] == ["--max_samples", "2400"]
+    assert P.budget_args("rft", embedded_fields("rft"), budget, 1, None)[0] == ["--max_samples", "2400"]
+    assert P.budget_args("sft-gold", embedded_fields("sft-gold"), budget, 1, 51.24)[0][:2] == [
+        "--max_train_seconds", "51.2"]
+    with pytest.raises(P.CompareError, match="none finished"):
+        P.budget_args("sft-warm-start", embedded_fields("sft-warm-start"), budget, 1, None)
+
+
+def test_prompts_and_seconds_budgets():
     f = {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 2, "num_generations": 8,
-         "num_iterations": 1, "max_steps": 30, "num_train_epochs": 3.0}
-    assert compare.prompts_per_step("grpo", f, 2) == 8  # 16 x 2 x 2 / 8 completions per prompt
-    assert compare.prompts_per_step("grpo", {**f, "num_iterations": 2}, 2) == 4  # batch reused twice
-    assert compare.prompts_per_step("dpo", f, 2) == 64  # pairs
-    plan = compare.plan_budget("grpo", f, 2, prompts=100)
-    assert plan["max_steps"] == 12 and plan["prompts_seen"] == 96 and plan["steps_source"] == "--prompts 100"
-    assert compare.plan_budget("dpo", f, 1, prompts=1)["max_steps"] == 1  # at least one step
-    assert compare.plan_budget("grpo", {**f, "max_steps": -1}, 1, None)["max_steps"] is None  # epochs
+         "num_iterations": 1, "max_steps": 10}
+    assert P.prompts_per_step("grpo", f, 2) == 8  # 16 x 2 x 2 / 8 completions per prompt
+    assert P.prompts_per_step("dpo", f, 2) == 64  # pairs
+    assert P.budget_args("grpo", f, P.Budget("prompts", 100), 2, None) == (["--max_steps", "12"], 12)
+    args, steps = P.budget_args("dpo", f, P.Budget("seconds", 30), 1, None)
+    assert args[:2] == ["--max_train_seconds", "30"] and steps is None
+    with pytest.raises(P.CompareError, match="budget must be one of"):
+        P.Budget("tokens", 1)
 
 
-def test_budget_of_the_embedded_configs():
-    """The embedded YAMLs: 2 prompts per GRPO-family step (16 completions / 8), 16 for PPO and DPO; a --prompts
-    budget gives each algorithm the steps that see the same number of prompts, and overrides take part."""
-    cfg = RECIPES / "configs" / "embedded"
-    plans = {a: compare.plan_budget(a, compare.budget_fields(a, cfg / f"{a}.yaml", {}), 1, 256) for a in compare.ALGOS}
-    assert {a: p["max_steps"] for a, p in plans.items()} == {"ppo": 16, "dpo": 16, "grpo": 128, "dapo": 128, "gspo": 128}
-    assert {p["prompts_seen"] for p in plans.values()} == {256}
-    fields = compare.budget_fields("grpo", cfg / "grpo.yaml", compare.parse_overrides(
-        ["--num_generations", "4", "--gradient_accumulation_steps=2", "--use_peft"]))
-    assert compare.prompts_per_step("grpo", fields, 2) == 16  # 16 x 2 x 2 / 4
-    assert "grpo" in compare.format_budget(list(plans.values()))
+def test_sweep_parsing_and_picking():
+    assert P.parse_sweep("learning_rate=1e-5, 2e-5") == ("learning_rate", ["1e-5", "2e-5"])
+    assert P.parse_sweep(None) is None
+    for bad in ("learning_rate", "=1e-5", "lr="):
+        with pytest.raises(P.CompareError, match="FIELD=v1,v2"):
+            P.parse_sweep(bad)
+    assert P.pick_best({"1e-5": [0.5, 0.6], "2e-5": [0.6], "4e-5": []}) == ("2e-5", 0.6)  # mean over sweep seeds
+    assert P.pick_best({"1e-5": [0.6], "2e-5": [0.6]})[0] == "1e-5"  # a tie goes to the first listed
+    with pytest.raises(P.CompareError):
+        P.pick_best({"1e-5": []})
 
 
-def _summary(strict_before, strict_after, seconds=10.0, step=4, tokens=100.0, rss=500.0):
-    def ev(acc):
-        return {m: {"accuracy": acc, "ci95": [acc - 0.1, acc + 0.1]} for m in ("strict", "flexible")}
+def test_sweep_runs_never_score_on_the_test_split(tmp_path):
+    """Every sweep job is scored on validation and every test job on test; the splits share no problem, on the
+    synthetic testbed and on real GSM8K (whose validation split is carved from train)."""
+    from trl_ext.compare.cli import Comparison, build_parser
 
-    return {"model": "/m", "before": ev(strict_before), "after": ev(strict_after), "global_step": step,
-            "gain_points": {m: 100 * (strict_after - strict_before) for m in ("strict", "flexible")},
-            "train_seconds": seconds, "tokens_per_second": tokens,
-            "peak_memory": {"cpu_max_rss_mb": rss, "cuda_max_allocated_mb": None},
-            "eval": {"source": "synthetic", "split": "test", "num_problems": 200, "max_new_tokens": 64,
-                     "protocol": "greedy"}}
+    args = build_parser().parse_args(["--algos", "grpo,dpo", "--controls", "rft", "--sweep", "learning_rate=1,2",
+                                      "--control-sweep", "learning_rate=3", "--output-dir", str(tmp_path),
+                                      "--dry-run"])
+    comp = Comparison(args, [], RECIPES)
+    sweep = comp.jobs("sweep")
+    assert [(j.label, j.setting[1]) for j in sweep] == [("grpo", "1"), ("grpo", "2"), ("dpo", "1"), ("dpo", "2"),
+                                                        ("rft", "3")]
+    for job in sweep:
+        cmd = comp.command(job)
+        assert cmd[cmd.index("--dataset_test_split") + 1] == "validation" and "test" not in cmd
+        assert cmd[cmd.index("--eval_curve_split") + 1] == "validation"
+    for job in comp.jobs("test", {"grpo": ("learning_rate", "2")}):
+        cmd = comp.command(job)
+        assert cmd[cmd.index("--dataset_test_split") + 1] == "test"
+        assert (job.label != "grpo") or cmd[cmd.index("--learning_rate") + 1] == "2"
 
+    from trl_ext.data.gsm8k import load_gsm8k
 
-def test_aggregate_and_tables(tmp_path):
-    records = [
-        {"algo": "grpo", "seed": 0, "summary": _summary(0.2, 0.4, seconds=10), "status": "ok", "log": "g0.log"},
-        {"algo": "grpo", "seed": 1, "summary": _summary(0.2, 0.6, seconds=20, rss=700), "status": "ok", "log": "g1"},
-        {"algo": "dapo", "seed": 0, "summary": _summary(0.2, 0.3), "status": "ok", "log": "d0.log"},
-        {"algo": "dapo", "seed": 1, "summary": None, "status": "failed", "error": "exit 1: RuntimeError: boom",
-         "log": "/out/dapo/seed1/run.log"},
-        {"algo": "ppo", "seed": 0, "summary": None, "status": "failed", "error": "unknown", "log": None},
-    ]
-    histories = {("dapo", 0): [{"step": 1, "dapo/generation_rounds": 1.0}, {"step": 2, "dapo/generation_rounds": 3.0}]}
-    plans = {"grpo": {"prompts_per_step": 2.0}}
-    rows = {r["algo"]: r for r in compare.aggregate(records, plans, histories)}
-    assert list(rows) == ["grpo", "dapo", "ppo"]
-    g = rows["grpo"]
-    assert g["status"] == "ok" and g["seeds_ok"] == 2
-    assert g["strict_after"] == pytest.approx(50.0) and g["strict_after_std"] == pytest.approx(14.142, abs=1e-3)
-    assert g["strict_after_ci95"] == pytest.approx([40.0, 60.0]) and g["strict_before_std"] == pytest.approx(0.0)
-    assert g["gain_strict"] == pytest.approx(30.0) and g["train_seconds"] == pytest.approx(15.0)
-    assert g["peak_rss_mb"] == 700 and g["prompts_seen"] == 8.0
-    d = rows["dapo"]
-    assert d["status"] == "partial" and d["strict_after_std"] is None  # one successful seed: no std
-    assert d["generation_rounds"] == pytest.approx(2.0)
-    assert d["failures"] == [{"seed": 1, "error": "exit 1: RuntimeError: boom", "log": "/out/dapo/seed1/run.log"}]
-    assert rows["ppo"]["status"] == "failed" and rows["ppo"]["strict_after"] is None
-
-    meta = {"command": "python recipes/compare_gsm8k.py --algos grpo", "machine": {"cpu cores": 2},
-            "evaluation": compare.evaluation_protocol(records), "plots": ["accuracy.png"]}
-    md = compare.format_markdown(list(rows.values()), records, meta)
-    assert "| grpo | 2/2 | 20.0 [10.0, 30.0] ± 0.0 | 50.0 [40.0, 60.0] ± 14.1 |" in md
-    assert "RuntimeError: boom (log: /out/dapo/seed1/run.log)" in md and "| ppo | 0/1 |" in md
-    assert "python recipes/compare_gsm8k.py --algos grpo" in md and "- problems: 200" in md
-    compare.write_csv(list(rows.values()), tmp_path / "r.csv")
-    table = list(csv.DictReader(open(tmp_path / "r.csv")))
-    assert [r["algo"] for r in table] == ["grpo", "dapo", "ppo"] and "boom" in table[1]["errors"]
+    for source in ("synthetic", str(REPO.parent / "shared" / "data" / "gsm8k")):
+        q = {s: set(load_gsm8k(source, s)["question"]) for s in ("train", "validation", "test")}
+        assert q["validation"] and not (q["validation"] & q["test"]) and not (q["validation"] & q["train"]), source
+    assert 300 < len(q["validation"]) < 500 and len(q["train"]) + len(q["validation"]) == 7473  # real GSM8K: 5%
 
 
-def test_error_from_log():
-    log = "noise\nTraceback (most recent call last):\n  File x\nValueError: bad value\nnoise after\n"
-    assert compare.error_from_log(log, 1) == "exit 1: ValueError: bad value"
-    assert compare.error_from_log("usage: x\ngrpo_math.py: error: unrecognized arguments: --nope", 2).endswith(
-        "error: unrecognized arguments: --nope")
-    assert compare.error_from_log("", 137) == "exit 137: no output"
+# -- statistics -------------------------------------------------------------------------------------------------------
 
 
-# -- end to end -----------------------------------------------------------------------------------------------------
+def test_mean_sd_ci_and_mcnemar_by_hand():
+    s = stats.mean_sd_ci([1, 2, 3])
+    assert s["mean"] == 2 and s["sd"] == 1 and s["ci95"] == pytest.approx((2 - 4.303 / 3**0.5, 2 + 4.303 / 3**0.5))
+    assert stats.mean_sd_ci([5])["ci95"] is None and stats.mean_sd_ci([None])["mean"] is None
+    a = [1] * 5 + [0] * 1 + [1] * 4  # only A right on 5 problems, only B on 1, both on 4
+    b = [0] * 5 + [1] * 1 + [1] * 4
+    m = stats.mcnemar_exact(a, b)
+    assert (m["only_a"], m["only_b"]) == (5, 1) and m["p"] == pytest.approx(2 * (1 + 6) / 64)
+    assert stats.mcnemar_exact([1, 0], [1, 0])["p"] == 1.0
 
 
-def toy_args(out, tiny_model_path, algos="grpo,dapo,gspo,nope"):
-    return [
-        "--algos", algos, "--seeds", "1", "--output-dir", str(out),
-        "--algo-args", "dapo=--overlong_buffer_len 4",
-        "--algo-args", "gspo=--no_such_option 1",  # fails in the recipe's argument parser
-        "--", "--model_name_or_path", tiny_model_path, "--max_steps", "1", "--logging_steps", "1",
-        "--num_train_examples", "16", "--eval_limit", "4", "--eval_max_new_tokens", "8",
-        "--reward_funcs", "test_recipes:length_reward", "--max_completion_length", "8",
-        "--per_device_train_batch_size", "8", "--num_generations", "4",
-    ]
+def _bootstrap_loop(a, b, draws, seed):
+    """Loop reference of the paired bootstrap with the same random draws (problems, then A's and B's seeds)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(a[0])
+    problems = rng.integers(0, n, size=(draws, n))
+    pick_a, pick_b = rng.integers(0, len(a), size=(draws, len(a))), rng.integers(0, len(b), size=(draws, len(b)))
+    diffs = []
+    for d in range(draws):
+        ma = sum(a[s][i] for s in pick_a[d] for i in problems[d]) / (len(a) * n)
+        mb = sum(b[s][i] for s in pick_b[d] for i in problems[d]) / (len(b) * n)
+        diffs.append(ma - mb)
+    diffs.sort()
+    return diffs[int(0.025 * draws)], diffs[min(draws - 1, int(0.975 * draws))]
 
 
-@pytest.mark.timeout(300)
-def test_toy_comparison_end_to_end(tiny_model_path, tmp_path, monkeypatch):
+def test_paired_bootstrap_against_a_loop_and_by_hand():
+    import random
+
+    r = random.Random(1)
+    a = [[int(r.random() < 0.7) for _ in range(30)] for _ in range(3)]
+    b = [[int(r.random() < 0.5) for _ in range(30)] for _ in range(3)]
+    got = stats.paired_bootstrap(a, b, draws=300, seed=4)
+    assert got["ci95"] == pytest.approx(_bootstrap_loop(a, b, 300, 4))
+    assert got["difference"] == pytest.approx(sum(map(sum, a)) / 90 - sum(map(sum, b)) / 90)
+    # degenerate cases one can compute by hand
+    ones, zeros = [[1] * 10] * 2, [[0] * 10] * 2
+    assert stats.paired_bootstrap(ones, zeros, draws=100) == {"difference": 1.0, "ci95": (1.0, 1.0), "p": 0.0,
+                                                              "draws": 100}
+    same = stats.paired_bootstrap(a, a, draws=200)
+    assert same["p"] == 1.0 and same["ci95"][0] <= 0 <= same["ci95"][1]
+    with pytest.raises(ValueError, match="same problems"):
+        stats.paired_bootstrap(a, [[1] * 29], draws=10)
+
+
+def test_first_reaching():
+    pts = [{"flexible": 30, "samples": 0}, {"flexible": 55, "samples": 400}, {"flexible": 70, "samples": 800}]
+    assert stats.first_reaching(pts, 50, "samples") == 400 and stats.first_reaching(pts, 71, "samples") is None
+
+
+# -- the budget during training -------------------------------------------------------------------------------------
+
+
+def test_budget_callback_stops_when_the_samples_are_spent_and_the_rollout_used_up():
+    from transformers import TrainerControl, TrainerState
+
+    from trl_ext.recipe.callbacks import BudgetCallback, SampleCounter
+
+    counter = SampleCounter(lambda completions, **kw: [0.0] * len(completions))
+    assert counter.__name__ == "<lambda>"
+    args = SimpleNamespace(steps_per_generation=4, num_iterations=1, gradient_accumulation_steps=1)
+    cb = BudgetCallback(counter, world_size=2, max_samples=200)
+    state, control = TrainerState(), TrainerControl()
+    cb.on_train_begin(args, state, control)
+    for step in range(1, 30):  # a rollout of 32 completions per process every 4 steps
+        if (step - 1) % 4 == 0:
+            counter(completions=["x"] * 32)
+        state.global_step = step
+        cb.on_step_end(args, state, control)
+        if control.should_training_stop:
+            break
+    # 64 samples per rollout (steps 1, 5, 9, 13): 192 after step 9 (< 200), 256 from step 13, whose rollout lasts
+    # until step 16
+    assert state.global_step == 16 and cb.samples == 256 and cb.stopped_by == "max_samples 200"
+    state.log_history.append({"loss": 1.0, "step": 16})
+    cb.on_log(args, state, control)
+    assert state.log_history[-1]["samples"] == 256
+    # a resumed run counts on from its checkpoint's log
+    resumed = BudgetCallback(SampleCounter(lambda completions, **kw: []), world_size=2, max_samples=200)
+    resumed.on_train_begin(args, state, TrainerControl())
+    assert resumed.samples == 256
+
+
+# -- end to end -------------------------------------------------------------------------------------------------------
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1"}
+
+
+TOY = ["--model_name_or_path", None, "--logging_steps", "1", "--num_train_examples", "32", "--eval_limit", "4",
+       "--eval_max_new_tokens", "8", "--eval_num_samples", "1", "--reward_funcs", "test_recipes:length_reward",
+       "--max_completion_length", "8", "--per_device_train_batch_size", "8", "--num_generations", "4"]
+
+
+def toy_args(out, model, algos="grpo,dapo"):
+    extra = [model if x is None else x for x in TOY]
+    return ["--algos", algos, "--controls", "none", "--seeds", "1", "--sweep", "learning_rate=1e-5,1e-3",
+            "--samples", "32", "--curve-points", "2", "--curve-limit", "4", "--output-dir", str(out),
+            "--algo-args", "dapo=--overlong_buffer_len 4", "--", *extra]
+
+
+@pytest.mark.timeout(600)
+def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     out = tmp_path / "comparison"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(RECIPES / "compare_gsm8k.py"), *toy_args(out, tiny_model_path)],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=280)
-    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]  # some runs failed
-    for name in ("results.md", "results.csv", "results.json", "reward_vs_step.png", "reward_vs_time.png",
-                 "accuracy.png"):
+                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=580)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "8/6 runs" not in proc.stdout and "6/6 runs done" in proc.stdout
+    for name in ("results.md", "results.csv", "results.json", "readme_table.md", "accuracy_vs_samples.png",
+                 "accuracy_vs_time.png", "final_accuracy.png", "phenomenon_entropy.png"):
         assert (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
-    rows = {r["algo"]: r for r in results["rows"]}
-    assert list(rows) == ["grpo", "dapo", "gspo", "nope"]
-    for algo in ("grpo", "dapo"):
-        r = rows[algo]
-        assert r["status"] == "ok" and r["global_step"] == 1 and r["strict_after"] is not None, r
-        assert r["tokens_per_second"] > 0 and r["peak_rss_mb"] > 0 and r["train_seconds"] > 0
-        history = [json.loads(x) for x in (out / algo / "seed0" / "history.jsonl").read_text().splitlines()]
-        assert any("reward" in h and "elapsed_s" in h for h in history)
-    assert rows["dapo"]["generation_rounds"] >= 1
-    (gspo_fail,) = rows["gspo"]["failures"]
-    assert rows["gspo"]["status"] == "failed" and "--no_such_option" in gspo_fail["error"]
-    assert gspo_fail["log"] == str(out / "gspo" / "seed0" / "run.log") and Path(gspo_fail["log"]).exists()
-    assert "unknown algorithm 'nope'" in rows["nope"]["failures"][0]["error"]
-    md = (out / "results.md").read_text()
-    assert "| grpo | 1/1 |" in md and "| dapo | 1/1 |" in md and "| gspo | 0/1 |" in md
-    assert "compare_gsm8k.py --algos grpo,dapo,gspo,nope" in md and "## Machine" in md and "- torch:" in md
-    assert "## Evaluation protocol" in md and "- problems: 4" in md
-    assert "dapo" in proc.stdout and "prompts/step" in proc.stdout
+    assert set(results["picked"]) == {"grpo", "dapo"}
+    runs = results["runs"]
+    assert [(r["phase"], r["label"]) for r in runs] == [("sweep", "grpo")] * 2 + [("sweep", "dapo")] * 2 + [
+        ("test", "grpo"), ("test", "dapo")]
+    # the sweep scored on validation, the test phase on test, and they share no problem
+    def questions(run_dir):
+        return {json.loads(x)["question"] for x in (out / run_dir / "eval_after" / "samples.jsonl").open()}
 
-    # a second invocation reuses the finished runs: no subprocess at all, and the same numbers
+    for r in runs:
+        summary = json.loads((out / r["run_dir"] / "summary.json").read_text())
+        assert summary["eval"]["split"] == ("validation" if r["phase"] == "sweep" else "test")
+    assert not questions(runs[0]["run_dir"]) & questions(runs[4]["run_dir"])
+    # the samples budget: GRPO generates 8 per step, so 4 steps; DAPO's count includes its refill rounds
+    grpo = json.loads((out / runs[4]["run_dir"] / "summary.json").read_text())
+    assert grpo["samples_generated"] == 32 and grpo["global_step"] == 4 and grpo["budget_stopped_by"]
+    dapo_dir = out / runs[5]["run_dir"]
+    dapo = json.loads((dapo_dir / "summary.json").read_text())
+    history = [json.loads(x) for x in (dapo_dir / "history.jsonl").open()]
+    generated = sum(h["dapo/generated_groups_per_trained_group"] * 2 * 4 for h in history
+                    if "dapo/generated_groups_per_trained_group" in h)  # 2 groups of 4 per step
+    assert dapo["samples_generated"] == generated >= 32
+    curve = [h for h in history if "curve/step" in h]
+    assert curve[0]["curve/step"] == 0 and curve[-1]["curve/step"] == dapo["global_step"]
+    md = (out / "results.md").read_text()
+    for section in ("## Results (test split)", "## Paired differences", "## Sweep (validation split)",
+                    "## Budget used", "## What the curves show", "python recipes/compare_gsm8k.py --algos grpo,dapo"):
+        assert section in md, section
+    # no absolute path of this machine, but in the command line as the user typed it
+    assert not [ln for ln in md.splitlines() if str(tmp_path) in ln and not ln.startswith("python recipes/")]
+
+    # a second invocation reuses every finished run: no subprocess at all
+    from trl_ext.compare import cli, runner
+
     def no_launch(*a, **k):
         raise AssertionError("a finished run was launched again")
 
-    monkeypatch.setattr(compare, "_launch", no_launch)
+    monkeypatch.setattr(runner, "_launch", no_launch)
     start = time.time()
-    rc = compare.main(toy_args(out, tiny_model_path, algos="grpo,dapo"), recipes_dir=RECIPES)
-    assert rc == 0 and time.time() - start < 30
+    assert cli.main(toy_args(out, tiny_model_path), recipes_dir=RECIPES) == 0 and time.time() - start < 60
     again = json.loads((out / "results.json").read_text())
-    assert [r["status"] for r in again["runs"]] == ["reused", "reused"]
-    assert [r["strict_after"] for r in again["rows"]] == [rows["grpo"]["strict_after"], rows["dapo"]["strict_after"]]
+    assert {r["status"] for r in again["runs"]} == {"reused"} and again["picked"] == results["picked"]
 
 
-def test_run_one_resumes_a_crashed_run_and_force_starts_over(tmp_path):
-    """A run folder with a complete checkpoint and no summary.json (the job died) is relaunched with
-    --resume_from_checkpoint true; a finished run is reused; --force deletes the checkpoints and starts over."""
-    import sys
+@pytest.mark.timeout(300)
+def test_dpo_spends_its_samples_budget_on_pair_sampling(tiny_model_path, tmp_path):
+    out = tmp_path / "dpo"
+    cmd = [sys.executable, str(RECIPES / "dpo_math.py"), "--model_name_or_path", tiny_model_path, "--max_samples",
+           "20", "--dpo_num_samples", "2", "--dpo_chosen_fallback", "reference", "--dpo_max_new_tokens", "8",
+           "--max_steps", "1", "--per_device_train_batch_size", "2", "--eval_limit", "2", "--eval_max_new_tokens",
+           "4", "--eval_num_samples", "1", "--output_dir", str(out), "--dpo_pairs_cache_dir", str(tmp_path / "c")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples_generated"] == 20 and summary["dpo_pairs"]["questions"] == 10
 
-    from trl_ext.recipe.compare import run_one
 
-    script = tmp_path / "fake_recipe.py"  # records its arguments and writes a summary, like a recipe
-    script.write_text("import json, sys, pathlib\n"
-                      "out = pathlib.Path(sys.argv[sys.argv.index('--output_dir') + 1])\n"
-                      "(out / 'summary.json').write_text(json.dumps({'argv': sys.argv[1:]}))\n")
-    run_dir = tmp_path / "run"
-    cmd = [sys.executable, str(script), "--output_dir", str(run_dir)]
-    (run_dir / "checkpoint-4").mkdir(parents=True)
-    (run_dir / "checkpoint-4" / "trainer_state.json").write_text("{}")
-    (run_dir / "checkpoint-6").mkdir()  # cut off while saving: not resumable
-    record = run_one("grpo", 0, cmd, run_dir)
-    assert record["status"] == "ok" and record["resumed_from"] == str(run_dir / "checkpoint-4")
-    assert record["summary"]["argv"][-2:] == ["--resume_from_checkpoint", "true"]
-    assert run_one("grpo", 0, cmd, run_dir)["status"] == "reused"
-    record = run_one("grpo", 0, cmd, run_dir, force=True)
-    assert "--resume_from_checkpoint" not in record["summary"]["argv"] and record["resumed_from"] is None
-    assert not list(run_dir.glob("checkpoint-*"))
+def test_where_rl_wins_follows_the_intervals():
+    from trl_ext.compare.report import where_rl_wins
+
+    paired = [
+        {"a": "grpo", "b": "rft", "difference": 5.0, "ci95": [1.0, 9.0]},  # grpo better
+        {"a": "rft", "b": "dapo", "difference": 4.0, "ci95": [0.5, 7.5]},  # dapo worse (sign flips)
+        {"a": "ppo", "b": "rft", "difference": 1.0, "ci95": [-2.0, 4.0]},  # not told apart
+        {"a": "grpo", "b": "dapo", "difference": 1.0, "ci95": [-2.0, 4.0]},  # no control: no sentence
+    ]
+    (line,) = where_rl_wins(paired)
+    assert line.startswith("RL vs rft") and "better: grpo +5.0 [+1.0, +9.0]" in line
+    assert "worse: dapo -4.0 [-7.5, -0.5]" in line and "not told apart: ppo +1.0 [-2.0, +4.0]" in line
+
+
+def test_paired_table_reads_entry_minus_start_and_keeps_every_pair():
+    from trl_ext.compare.report import START, paired_table
+
+    rows = [{"label": START, "correct": [[0, 0, 1, 0]]}, {"label": "grpo", "correct": [[1, 1, 1, 0]] * 2},
+            {"label": "dapo", "correct": [[1, 0, 1, 0]] * 2}]
+    pairs = [(p["a"], p["b"], p["difference"]) for p in paired_table(rows, draws=50)]
+    assert pairs == [("grpo", START, 50.0), ("dapo", START, 25.0), ("grpo", "dapo", 25.0)]

@@ -7,7 +7,8 @@ import pytest
 from trl_ext.data import gsm8k as gsm8k_module
 from trl_ext.data.gsm8k import DEFAULT_INSTRUCTION, GSM8KFormatError, load_gsm8k, reasoning_steps
 from trl_ext.data.synthetic import generate_problems, split_of
-from trl_ext.rewards import accuracy_reward
+from trl_ext.rewards import accuracy_reward, is_correct, normalize_number
+from trl_ext.rewards.answers import gold_number
 
 
 def write_jsonl(path, rows):
@@ -34,6 +35,18 @@ def test_prompt_options(tmp_path):
     assert ds[0]["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q?"}]
     assert ds[0]["answer"] == "1080"
     assert load_gsm8k(str(path), "train", instruction="Answer:")[0]["prompt"][-1]["content"] == "Q? Answer:"
+
+
+@pytest.mark.parametrize("final", ["18.50", "18.0", "007", "-0", "-0.5", "1,080", "$5", "-$3", "1,234.500"])
+def test_loader_gold_is_the_rewards_gold_number(tmp_path, final):
+    """One gold-number parser: the loader's ``answer`` is the canonical number the rewards and the evaluator read from
+    the same solution ('#### 18.50' used to load as '18.50', and '#### 007' as '007', where the rewards read 18.5
+    and 7)."""
+    solution = f"2 * 9.25 = 18.5\n#### {final}"
+    write_jsonl(tmp_path / "train.jsonl", [{"question": "Q?", "answer": solution}])
+    answer = load_gsm8k(str(tmp_path), "train")[0]["answer"]
+    assert answer == normalize_number(final) == gold_number(final) == gold_number(solution)
+    assert is_correct(solution, answer) and is_correct(f"#### {answer}", solution)
 
 
 @pytest.mark.parametrize(

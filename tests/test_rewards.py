@@ -1,6 +1,7 @@
 """GSM8K rewards: extraction table, exact numeric equivalence, every GSM8K test gold, robustness properties, and DAPO's
 overlong shaping against TRL's implementation."""
 
+import ast
 import json
 import pickle
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trl_ext import eval as evaluator
 from trl_ext.rewards import (
     MODES,
     OverlongReward,
@@ -29,6 +31,8 @@ from trl_ext.rewards import (
     overlong_penalty,
     shows_work,
 )
+from trl_ext.rewards.answers import gold_number
+from trl_ext.rewards.length import OVERLONG_REWARD_NAME
 
 GSM8K_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k"
 REPO = Path(__file__).resolve().parents[1]
@@ -182,6 +186,26 @@ def test_normalize_number(value, expected):
     assert normalize_number(value) == expected
 
 
+@pytest.mark.parametrize(
+    ("ground_truth", "expected"),
+    [
+        ("18.50", "18.5"),
+        ("1,080", "1080"),
+        ("$5", "5"),
+        (18, "18"),
+        ("007", "7"),
+        ("Step one.\n#### 18.50", "18.5"),
+        ("#### 18\n#### (done)", "18"),
+        ("3/4", None),
+        ("eighteen", None),
+        (None, None),
+    ],
+)
+def test_gold_number(ground_truth, expected):
+    """The one gold-number parser (the loader's answer column, is_correct and the evaluator use it)."""
+    assert gold_number(ground_truth) == expected
+
+
 def test_huge_numbers_compare_exactly_without_int_conversion():
     digits = "9" * 100_000  # int(digits) raises ValueError (4300-digit limit)
     assert extract_answer("#### " + digits) == digits
@@ -271,8 +295,9 @@ def test_make_accuracy_reward_names_and_pickling():
     assert flexible.__name__ == "accuracy_flexible_reward"
     assert make_accuracy_reward() is accuracy_reward
     # TRL logs rewards under `rewards/<getattr(func, "__name__", type(func).__name__)>/mean`
-    assert make_overlong_reward(100, 20).__name__ == "overlong_reward"
+    assert make_overlong_reward(100, 20).__name__ == OVERLONG_REWARD_NAME == "overlong_reward"
     assert set(MODES) == {"strict", "flexible"}
+    assert evaluator.MODES is MODES  # one definition of the metric modes
     for func in (strict, flexible, format_reward, make_overlong_reward(10, 2, 0.5)):
         clone = pickle.loads(pickle.dumps(func))
         assert clone.__name__ == func.__name__
@@ -299,6 +324,28 @@ def test_works_outside_the_main_thread():
 def test_import_is_light():
     code = "import sys, trl_ext.rewards; assert not {'torch', 'trl', 'transformers', 'sympy'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_each_rewards_module_loads_alone():
+    """Public names load on first access: importing DAPO's overlong shaping loads no answer parsing or GSM8K reward."""
+    code = (
+        "import sys, trl_ext.rewards.length; "
+        "loaded = {'trl_ext.rewards.gsm8k', 'trl_ext.rewards.answers'} & set(sys.modules); assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_dapo_trainer_does_not_import_the_gsm8k_rewards():
+    """DAPO's overlong shaping knows no task: DAPOTrainer imports it from trl_ext.rewards.length, and importing the
+    trainer loads neither the GSM8K reward functions nor the answer parsing."""
+    tree = ast.parse((REPO / "trl_ext" / "trainers" / "dapo.py").read_text())
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "trl_ext.rewards.length" in modules and "trl_ext.rewards.gsm8k" not in modules
+    code = (
+        "import sys, trl_ext.trainers.dapo; "
+        "loaded = {'trl_ext.rewards.gsm8k', 'trl_ext.rewards.answers'} & set(sys.modules); assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -431,7 +478,7 @@ def test_property_equivalence_is_numeric(a, b):
 
 def _strict_brute_force(text):
     """Reference: try the '####' pattern at every position, keep the last success (quadratic, fine for short text)."""
-    from trl_ext.rewards.gsm8k import _STRICT_AT
+    from trl_ext.rewards.answers import _STRICT_AT
 
     for start in range(len(text) - 1, -1, -1):
         match = _STRICT_AT.match(text, start)

@@ -19,8 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from trl_ext.rewards.answers import MODES
+
 logger = logging.getLogger(__name__)
-MODES = ("strict", "flexible")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -119,7 +120,8 @@ def score(completions: list[list[str]], answers: list[str], steps: list[int] | N
     all completions that show their work vs those that answer directly) and, when the reference solutions' step
     counts are given, ``by_steps`` (accuracy of the first completions per step count; 4 and more pooled as "4+").
     """
-    from trl_ext.rewards.gsm8k import extract_answer, is_correct, normalize_number, shows_work
+    from trl_ext.rewards.answers import extract_answer, is_correct, normalize_number
+    from trl_ext.rewards.gsm8k import shows_work
 
     n = len(answers)
     k = len(completions[0]) if completions else 0
@@ -212,7 +214,7 @@ def evaluate(
         protocol="strict: last '#### <number>' line; flexible: last number; numeric comparison; "
         + ("greedy" if num_samples == 1 and temperature == 0 else f"sampled T={temperature}, k={num_samples}"),
     )
-    from trl_ext.rewards.gsm8k import is_correct
+    from trl_ext.rewards.answers import is_correct
 
     records = [
         {

@@ -1,8 +1,8 @@
 """GSPO math as pure tensor functions (Zheng et al. 2025, "Group Sequence Policy Optimization", arXiv 2507.18071).
 
 Notation: ``B`` sequences (completions), ``T`` padded completion length, ``mask`` (B, T) is 1 on the valid completion
-tokens. ``logp`` are the current policy's per-token log-probabilities, ``old_logp`` those of the policy that generated
-the rollout batch.
+tokens (``trl_ext.core.masked``'s convention; its ``masked_mean`` takes every mean over them). ``logp`` are the current
+policy's per-token log-probabilities, ``old_logp`` those of the policy that generated the rollout batch.
 
 * Sequence-level importance ratio (paper Eq. 7): ``s_i = exp( (1/|y_i|) sum_t (logp_i,t - old_logp_i,t) )``.
 * GSPO objective (Eq. 5): ``J = (1/G) sum_i min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i)``.
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from trl_ext.core.masked import masked_mean
+
 
 def sequence_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``log s_i``: the length-normalised log importance ratio of each sequence (paper Eq. 7).
@@ -30,8 +32,7 @@ def sequence_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.T
     Returns:
         (B,) ``(1/|y_i|) sum_t mask_i,t (logp_i,t - old_logp_i,t)``; 0 for a sequence without valid tokens.
     """
-    mask = mask.to(logp.dtype)
-    return ((logp - old_logp) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return masked_mean(logp - old_logp, mask, dim=-1)
 
 
 def gspo_token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -71,11 +72,10 @@ def clipped_surrogate_loss(
     """
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1)
-    mask = mask.to(log_weights.dtype)
     ratio = torch.exp(log_weights)
     clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
     per_token = -torch.min(ratio * advantages, clipped * advantages)
-    return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    return masked_mean(per_token, mask, dim=-1).mean()
 
 
 def sequence_clip_fractions(
@@ -103,8 +103,6 @@ def sequence_clip_fractions(
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(-1)
     ratio = torch.exp(seq_log_ratio).unsqueeze(-1)
-    mask = mask.to(seq_log_ratio.dtype)
-    low = ((ratio < 1 - epsilon_low) & (advantages < 0)).to(mask.dtype)
-    high = ((ratio > 1 + epsilon_high) & (advantages > 0)).to(mask.dtype)
-    length = mask.sum(-1).clamp(min=1.0)
-    return (low * mask).sum(-1) / length, (high * mask).sum(-1) / length
+    low = ((ratio < 1 - epsilon_low) & (advantages < 0)).to(seq_log_ratio.dtype)
+    high = ((ratio > 1 + epsilon_high) & (advantages > 0)).to(seq_log_ratio.dtype)
+    return masked_mean(low, mask, dim=-1), masked_mean(high, mask, dim=-1)

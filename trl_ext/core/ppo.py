@@ -3,7 +3,8 @@
 Conventions: ``B`` is the number of completions, ``T`` the padded completion length. ``mask`` is a (B, T) tensor of
 0/1 (any dtype) marking the valid completion tokens; it may be right-padded (TRL's layout), left-padded, or have
 holes (e.g. tool-output tokens masked out of the loss). Masked positions are *skipped*: they are not time steps of
-the MDP. A row with no valid token (an empty or fully masked completion) yields zeros everywhere.
+the MDP. A row with no valid token (an empty or fully masked completion) yields zeros everywhere. Means over valid
+tokens are ``trl_ext.core.masked.masked_mean`` (re-exported here with ``masked_var``).
 
 References: PPO (Schulman et al. 2017, arXiv 1707.06347), GAE (Schulman et al. 2015, arXiv 1506.02438),
 KL-shaped per-token rewards and the adaptive KL controller (Ziegler et al. 2019, arXiv 1909.08593; Ouyang et al.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from trl_ext.core.masked import masked_mean, masked_var
 
 __all__ = [
     "AdaptiveKLController",
@@ -28,24 +31,6 @@ __all__ = [
     "value_loss",
     "whiten",
 ]
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``values`` over the positions where ``mask`` is 1 (0 when there are none)."""
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1.0)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
-
-
-def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Variance of ``values`` over the valid positions, with Bessel's correction if ``unbiased`` (0 if < 2 valid)."""
-    mask = mask.to(values.dtype)
-    n = mask.sum()
-    mean = (values * mask).sum() / n.clamp(min=1.0)
-    sq = (((values - mean) ** 2) * mask).sum()
-    denom = (n - 1.0) if unbiased else n
-    return torch.where(denom > 0, sq / denom.clamp(min=1.0), torch.zeros_like(sq))
 
 
 def gae(
@@ -227,13 +212,10 @@ def mean_token_kl(kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar tensor (0 when no row has a valid token).
     """
-    mask = mask.to(kl.dtype)
-    counts = mask.sum(dim=-1)
-    rows = counts > 0
+    rows = mask.sum(dim=-1) > 0
     if not rows.any():
         return kl.new_zeros(())
-    per_sequence = (kl * mask).sum(dim=-1)[rows] / counts[rows]
-    return per_sequence.mean()
+    return masked_mean(kl, mask, dim=-1)[rows].mean()
 
 
 def adaptive_kl_update(kl_coef: float, current_kl: float, target: float, horizon: float, n_steps: int) -> float:

@@ -4,7 +4,8 @@ Every row becomes::
 
     prompt    [{"role": "system", ...}?, {"role": "user", "content": question + " " + instruction}]
     question  the raw question
-    answer    the normalized final answer ("1080" for "#### 1,080")
+    answer    the final answer as a canonical number ("1080" for "#### 1,080", "18.5" for "#### 18.50"), parsed by
+              trl_ext.rewards.answers.gold_number, the parser the rewards and the evaluator use
     solution  the full reference solution (reasoning lines + "#### N"), for SFT and DPO
 
 The default instruction is verl's GSM8K prompt suffix, so scores are comparable with verl's GSM8K numbers.
@@ -16,6 +17,8 @@ import logging
 import re
 from pathlib import Path
 
+from trl_ext.rewards.answers import gold_number
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_INSTRUCTION = "Let's think step by step and output the final answer after \"####\"."
@@ -24,16 +27,12 @@ HUB_ID = "openai/gsm8k"
 
 # The gold answer line of GSM8K: "#### 1,080" (integers, sometimes with commas, a few negative).
 _GOLD_LINE = re.compile(r"^####[ \t]*(.*?)\s*$", re.MULTILINE)
+# The shape a final answer must have to be accepted (its value is read by gold_number, like the rewards read it).
 _NUMBER = re.compile(r"^-?\$?[0-9][0-9,]*(\.[0-9]+)?$")
 
 
 class GSM8KFormatError(ValueError):
     """A GSM8K row is malformed (missing field, no ``####`` line, non-numeric final answer)."""
-
-
-def normalize_gold(final: str) -> str:
-    """'1,080' -> '1080', '$5' -> '5', '-3' -> '-3'."""
-    return final.replace(",", "").replace("$", "").rstrip(".")
 
 
 def parse_row(row: dict, index: int, where: str) -> tuple[str, str, str]:
@@ -52,9 +51,10 @@ def parse_row(row: dict, index: int, where: str) -> tuple[str, str, str]:
             f"{where}: row {index}: field 'answer' has no '#### <number>' line (ends with {solution[-60:]!r})"
         )
     final = matches[-1]
-    if not _NUMBER.match(final):
+    answer = gold_number(final) if _NUMBER.match(final) else None
+    if answer is None:
         raise GSM8KFormatError(f"{where}: row {index}: field 'answer' has a non-numeric final answer {final!r}")
-    return row["question"].strip(), normalize_gold(final), solution
+    return row["question"].strip(), answer, solution
 
 
 def reasoning_steps(solution: str) -> int:
@@ -116,6 +116,18 @@ def _read_raw(source: str, split: str, num_examples: int | None, seed: int):
     return datasets.load_dataset(source, config, split=split), f"{source}[{split}]"
 
 
+# Real GSM8K has no validation split: it is carved from the training problems by a hash of the question text (like
+# the synthetic testbed's), and the training split is what is left, so no tuning problem is ever trained on.
+REAL_VALIDATION_FRACTION = 0.05
+
+
+def _has_split(source: str, split: str) -> bool:
+    """Whether a local GSM8K folder has files of ``split`` (a single file or the hub's openai/gsm8k: no)."""
+    path = Path(source).expanduser()
+    patterns = (f"{split}*.jsonl", f"{split}*.json", f"**/{split}*.parquet")
+    return path.is_dir() and any(any(path.glob(p)) for p in patterns)
+
+
 def load_gsm8k(
     source: str = HUB_ID,
     split: str = "train",
@@ -132,7 +144,8 @@ def load_gsm8k(
     Args:
         source: a hub id (``"openai/gsm8k"``), a local directory holding ``<split>*.jsonl`` (e.g.
             ``../shared/data/gsm8k``), a single JSONL/parquet file, or ``"synthetic"`` for the embedded testbed.
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"``, ``"validation"`` or ``"test"``; without a validation file, validation is carved from
+            the training problems (``REAL_VALIDATION_FRACTION`` of them, by question hash) and train is the rest.
         instruction: appended to each question (default: verl's GSM8K suffix); ``None`` for the bare question.
         system_prompt: optional system message.
         skip_malformed: drop malformed rows (and log how many) instead of raising ``GSM8KFormatError``.
@@ -143,7 +156,10 @@ def load_gsm8k(
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
-    raw, where = _read_raw(source, split, num_examples, seed)
+    from trl_ext.data.synthetic import split_of
+
+    carve = source != SYNTHETIC and split in ("train", "validation") and not _has_split(source, "validation")
+    raw, where = _read_raw(source, "train" if carve else split, num_examples, seed)
     rows, skipped = [], 0
     for index, row in enumerate(raw):
         try:
@@ -152,6 +168,8 @@ def load_gsm8k(
             if not skip_malformed:
                 raise GSM8KFormatError(f"{err} (pass skip_malformed=True to drop such rows)") from None
             skipped += 1
+            continue
+        if carve and (split_of(question, 0.0, REAL_VALIDATION_FRACTION) == "validation") != (split == "validation"):
             continue
         rows.append(
             {

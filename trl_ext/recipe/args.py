@@ -118,6 +118,32 @@ class RecipeScriptArguments:
         },
     )
     eval_temperature: float = field(default=1.0, metadata={"help": "Temperature of the sampled evaluation."})
+    max_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training budget in samples (completions generated, discarded ones included). Online RL stops at "
+            "the end of the first optimizer step at which this many were generated and the last rollout is used up "
+            "(max_steps stays the upper bound); DPO and RFT spend it before training, sampling k completions for "
+            "max_samples // k training questions. None: no sample budget."
+        },
+    )
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Training budget in wall-clock seconds (accuracy-curve evaluations excluded); None: none."},
+    )
+    eval_curve_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Greedy accuracy on eval_curve_split every N optimizer steps, at the start and at the end of "
+            "training, logged to the history as curve/strict, curve/flexible (with samples and training seconds). "
+            "0: off (on GPUs each point costs a generation pass over eval_curve_limit problems)."
+        },
+    )
+    eval_curve_limit: int = field(default=100, metadata={"help": "Problems of each accuracy-curve evaluation."})
+    eval_curve_split: str = field(
+        default="validation",
+        metadata={"help": "Split of the accuracy curve: 'validation' is carved from the training problems."},
+    )
     eval_backend: str = field(
         default="hf",
         metadata={
@@ -139,6 +165,13 @@ class RecipeScriptArguments:
             raise ValueError(f"long_prompts must be 'error' or 'drop', got {self.long_prompts!r}")
         if self.max_prompt_length is not None and self.max_prompt_length < 1:
             raise ValueError(f"max_prompt_length must be >= 1 or None, got {self.max_prompt_length}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1 or None, got {self.max_samples}")
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise ValueError(f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
+        if self.eval_curve_steps < 0 or self.eval_curve_limit < 1:
+            raise ValueError(f"eval_curve_steps must be >= 0 and eval_curve_limit >= 1, got {self.eval_curve_steps} "
+                             f"and {self.eval_curve_limit}")
         if self.num_train_examples is not None and self.num_train_examples < 1:
             raise ValueError(f"num_train_examples must be >= 1 or None, got {self.num_train_examples}")
 

@@ -175,11 +175,9 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
                    world_size: int = 1, chunk_size: int = 256, poll_seconds: float = 0.5, **settings):
     """On-policy pairs, sampled by all ranks and cached on disk. Returns ``(Dataset, stats, cache path)``.
 
-    The questions are cut into chunks of ``chunk_size``; rank ``r`` of ``world_size`` samples chunks ``r, r + W, ...``
-    and writes each finished chunk's verified samples to ``<cache>/pairs-<key>.parts/`` (atomically), skipping
-    chunks already there: a killed run resumes where it stopped. Then every rank waits *on the files* for the other
-    ranks' chunks (no collective, so no ``ddp_timeout`` can expire while the model samples), pairs all records the
-    same way, and rank 0 writes the final cache atomically. Every call with the same settings gives
+    The verified samples come from ``shared_records`` (chunks of ``chunk_size`` questions shared out over the ranks
+    and kept in ``<cache>/pairs-<key>.parts/``, so a killed run resumes where it stopped); every rank pairs all
+    records the same way, and rank 0 writes the final cache atomically. Every call with the same settings gives
     the same pairs, whatever the number of ranks. Raises ``ValueError`` when no question yields a pair.
     """
     import datasets
@@ -193,25 +191,9 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
         stats = json.loads(stats_file.read_text())
         stats["cached"] = True
         return datasets.load_from_disk(str(final / "data")), stats, final
-    parts = root / f"pairs-{key}.parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    chunks = chunk_bounds(len(dataset), chunk_size)
-
-    def part(chunk) -> Path:
-        return parts / f"chunk-{chunk[0]:08d}-{chunk[1]:08d}.json"
-
     sample_settings = {k: v for k, v in settings.items() if k not in ("max_pairs_per_question", "chosen_fallback")}
-    for chunk, records in sample_records(model_path, dataset, chunks[rank::world_size],
-                                         done=lambda c: part(c).exists(), **sample_settings):
-        _write_atomically(part(chunk), json.dumps(records))
-    waited, last_log = time.time(), time.time()
-    while missing := [c for c in chunks if not part(c).exists()]:
-        if time.time() - last_log > 60:
-            logger.warning("DPO pairs: rank %d waits for %d chunks of other ranks (%.0f s)", rank, len(missing),
-                           time.time() - waited)
-            last_log = time.time()
-        time.sleep(poll_seconds)
-    records = [r for c in chunks for r in json.loads(part(c).read_text())]
+    records = shared_records(model_path, dataset, root / f"pairs-{key}.parts", rank=rank, world_size=world_size,
+                             chunk_size=chunk_size, poll_seconds=poll_seconds, **sample_settings)
     pairs, stats = pairs_from_records(records, dataset, settings.get("max_pairs_per_question", 1),
                                       settings.get("chosen_fallback", "none"))
     if pairs is None:
@@ -233,13 +215,41 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
     return pairs, stats, final
 
 
+def shared_records(model_path: str, dataset, parts: Path, *, rank: int = 0, world_size: int = 1,
+                   chunk_size: int = 256, poll_seconds: float = 0.5, **sample_settings) -> list[dict]:
+    """Verified samples of every question of ``dataset``, sampled by all ranks: rank ``r`` samples chunks ``r, r + W,
+    ...`` (``sample_records``) and writes each finished chunk to ``parts`` atomically, skipping chunks already there
+    (a killed run resumes; a rerun with the same ``parts`` samples nothing); then every rank waits *on the files* for
+    the others' chunks (no collective, so no ``ddp_timeout`` can expire) and returns all records in question order."""
+    parts.mkdir(parents=True, exist_ok=True)
+    chunks = chunk_bounds(len(dataset), chunk_size)
+
+    def part(chunk) -> Path:
+        return parts / f"chunk-{chunk[0]:08d}-{chunk[1]:08d}.json"
+
+    for chunk, records in sample_records(model_path, dataset, chunks[rank::world_size],
+                                         done=lambda c: part(c).exists(), **sample_settings):
+        _write_atomically(part(chunk), json.dumps(records))
+    waited, last_log = time.time(), time.time()
+    while missing := [c for c in chunks if not part(c).exists()]:
+        if time.time() - last_log > 60:
+            logger.warning("sampling: rank %d waits for %d chunks of other ranks (%.0f s)", rank, len(missing),
+                           time.time() - waited)
+            last_log = time.time()
+        time.sleep(poll_seconds)
+    return [r for c in chunks for r in json.loads(part(c).read_text())]
+
+
 def pairs_for_run(run):
     """The DPO recipe's training data: on-policy pairs from ``run``'s start model and training questions, sampled by
     all ranks (``onpolicy_pairs``). Records the pair statistics in ``run.extra``."""
     from trl_ext.recipe.hardware import log
 
     s, training_args = run.script_args, run.training_args
+    if s.max_samples is not None:  # the samples budget is spent here: k samples for each of max_samples // k questions
+        s.num_train_examples = max(1, s.max_samples // s.dpo_num_samples)
     questions = run.train_dataset()
+    run.offline_samples = len(questions) * s.dpo_num_samples
     settings = dict(
         num_samples=s.dpo_num_samples,
         temperature=s.dpo_temperature,

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
+from trl_ext.recipe.callbacks import AccuracyCurveCallback, BudgetCallback, SampleCounter
 from trl_ext.recipe.checkpoints import resolve_resume, warn_checkpoints_inside_rollouts
 from trl_ext.recipe.distributed import ensure_full_save, print_result, shutdown_distributed, zero3_init_disabled
 from trl_ext.recipe.evaluation import evaluate_model, merge_lora, same_evaluation
@@ -45,6 +46,8 @@ class RecipeRun:
         self.model_args = model_args
         self.source = source
         self.extra: dict = {}
+        self.sample_counter: SampleCounter | None = None  # set when the reward functions are built
+        self.offline_samples = 0  # completions sampled before training (DPO pairs, RFT)
         self.phase_seconds: dict[str, float] = {}  # wall time of each phase this process ran, for the summary
         # before any model loads: a bad resume request fails in seconds, not after the warm start and model load
         self.resume_from = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -52,7 +55,8 @@ class RecipeRun:
         if self.resume_from is not None:
             log(f"resuming from {self.resume_from}")
         warn_checkpoints_inside_rollouts(training_args)
-        if model_args.model_name_or_path in EMBEDDED_MODEL_NAMES:
+        self.embedded_model = model_args.model_name_or_path in EMBEDDED_MODEL_NAMES
+        if self.embedded_model:
             from trl_ext.models.tiny import warm_start
 
             t0 = time.time()
@@ -70,7 +74,7 @@ class RecipeRun:
                 init_kwargs.setdefault(key, value)
         training_args.model_init_kwargs = init_kwargs
         self._tokenizer = None
-        self.wall_clock = None
+        self.wall_clock = self.budget = self.curve = None  # set by training_callbacks
 
     # -- model pieces -------------------------------------------------------------------------------------------
     @property
@@ -105,7 +109,10 @@ class RecipeRun:
     def reward_funcs(self) -> list:
         if not isinstance(self.script_args, RLScriptArguments):
             raise TypeError(f"{self.algo}: reward functions need RLScriptArguments")
-        return get_reward_funcs(self.script_args.reward_funcs, self.script_args, self.training_args)
+        funcs = get_reward_funcs(self.script_args.reward_funcs, self.script_args, self.training_args)
+        # the first reward function scores every generated completion once: it counts the samples (callbacks.py)
+        self.sample_counter = SampleCounter(funcs[0])
+        return [self.sample_counter, *funcs[1:]]
 
     # -- data ---------------------------------------------------------------------------------------------------
     def train_dataset(self):
@@ -143,10 +150,23 @@ class RecipeRun:
 
     # -- the run ------------------------------------------------------------------------------------------------
     def training_callbacks(self, trainer) -> list:
-        """The callbacks ``train_and_evaluate`` adds to the trainer before training. Run-level callbacks (metrics
-        during training, budgets) belong in this list."""
+        """The callbacks ``train_and_evaluate`` adds to the trainer before training, in this order. Run-level
+        callbacks (metrics during training, budgets) belong in this list."""
+        from trl_ext.data.gsm8k import load_gsm8k
+
+        s = self.script_args
         self.wall_clock = wall_clock_callback()  # elapsed_s in every log entry, step end times
-        callbacks = [self.wall_clock]
+        # the sample / time budget (always: it also stamps the sample count on the log)
+        self.budget = BudgetCallback(self.sample_counter, trainer.accelerator.num_processes, s.max_samples,
+                                     s.max_train_seconds, self.offline_samples)
+        callbacks = [self.wall_clock, self.budget]
+        self.curve = None
+        if s.eval_curve_steps:  # held-out accuracy during training, on eval_curve_split
+            dataset = load_gsm8k(s.dataset_source, s.eval_curve_split, limit=s.eval_curve_limit,
+                                 **{**s.dataset_kwargs(), "num_examples": s.eval_curve_limit})
+            self.curve = AccuracyCurveCallback(trainer, dataset, s.eval_curve_steps, self.budget,
+                                               max_new_tokens=s.eval_max_new_tokens, batch_size=s.eval_batch_size)
+            callbacks.append(self.curve)
         if self.resume_from is not None:
             from trl_ext.trainers.resume import ResumeStateCallback
 
@@ -171,6 +191,11 @@ class RecipeRun:
         self.phase_seconds["train"] = time.time() - start
         self.extra["step_times"] = self.wall_clock.step_times
         self.extra["peak_memory"] = peak_memory()
+        self.extra["samples_generated"] = self.budget.samples
+        self.extra["budget_stopped_by"] = self.budget.stopped_by
+        if self.curve is not None:
+            self.extra["curve"] = [{k.removeprefix("curve/"): v for k, v in p.items()} for p in self.curve.points]
+            self.extra["curve_eval_seconds"] = self.curve.eval_seconds
 
         trainer.save_model(str(output_dir))  # every rank: gathers ZeRO-3 shards
         summary = None

@@ -1,34 +1,40 @@
 """Verifiable rewards for RL on math tasks (GSM8K): answer extraction, exact numeric checking, TRL reward functions
-and DAPO's overlong reward shaping. Importing this package imports neither torch nor trl."""
+and DAPO's overlong reward shaping. Importing this package imports neither torch nor trl.
 
-from trl_ext.rewards.gsm8k import (
-    MODES,
-    OverlongReward,
-    accuracy_flexible_reward,
-    accuracy_reward,
-    completion_text,
-    extract_answer,
-    format_reward,
-    is_correct,
-    make_accuracy_reward,
-    make_overlong_reward,
-    normalize_number,
-    overlong_penalty,
-    shows_work,
-)
+One module per concern: ``answers`` (extraction, canonical numbers, the gold-number parser, ``is_correct``),
+``gsm8k`` (the TRL reward functions), ``length`` (DAPO's overlong shaping), ``batch`` (reading TRL's batch
+arguments), ``guard`` (the error policy). The public names below are loaded on first access, so that importing one
+module (``DAPOTrainer`` imports ``length``) does not load the others.
+"""
 
-__all__ = [
-    "MODES",
-    "OverlongReward",
-    "accuracy_flexible_reward",
-    "accuracy_reward",
-    "completion_text",
-    "extract_answer",
-    "format_reward",
-    "is_correct",
-    "make_accuracy_reward",
-    "make_overlong_reward",
-    "normalize_number",
-    "overlong_penalty",
-    "shows_work",
-]
+from importlib import import_module
+
+_LAZY = {
+    "MODES": "trl_ext.rewards.answers",
+    "extract_answer": "trl_ext.rewards.answers",
+    "is_correct": "trl_ext.rewards.answers",
+    "normalize_number": "trl_ext.rewards.answers",
+    "accuracy_flexible_reward": "trl_ext.rewards.gsm8k",
+    "accuracy_reward": "trl_ext.rewards.gsm8k",
+    "completion_text": "trl_ext.rewards.gsm8k",
+    "format_reward": "trl_ext.rewards.gsm8k",
+    "make_accuracy_reward": "trl_ext.rewards.gsm8k",
+    "shows_work": "trl_ext.rewards.gsm8k",
+    "OverlongReward": "trl_ext.rewards.length",
+    "make_overlong_reward": "trl_ext.rewards.length",
+    "overlong_penalty": "trl_ext.rewards.length",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trl_ext.rewards' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

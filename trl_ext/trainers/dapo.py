@@ -23,7 +23,6 @@ import hashlib
 import logging
 
 import torch
-from accelerate.utils import gather
 from trl import GRPOTrainer
 
 from trl_ext.core.dynamic_sampling import (
@@ -31,14 +30,14 @@ from trl_ext.core.dynamic_sampling import (
     concat_padded,
     group_granularity,
     merge_round_metric,
-    pad_to_width,
     plan_refill,
     reward_stats,
     rows_of_groups,
     select_groups,
     trim_padding,
 )
-from trl_ext.rewards.gsm8k import make_overlong_reward
+from trl_ext.rewards.length import OVERLONG_REWARD_NAME, make_overlong_reward
+from trl_ext.trainers.common import loss_mask, pad_and_gather
 from trl_ext.trainers.dapo_config import DAPOConfig
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,6 @@ _PADDING = {
     "importance_sampling_ratio": ("right", 1.0),  # neutral: vespo sums log(ratio) over unmasked columns too
     "advantages": None,
 }
-OVERLONG_REWARD_NAME = "overlong_reward"
 
 
 class DAPOTrainer(GRPOTrainer):
@@ -215,14 +213,9 @@ class DAPOTrainer(GRPOTrainer):
         for key, spec in _PADDING.items():
             if key not in out:
                 continue
-            tensor = out[key]
-            if spec is not None and tensor.dim() >= 2:
-                side, value = spec
-                value = pad_id if value == "pad" else value
-                # Widths differ between ranks; pad to the widest before the gather.
-                width = int(gather(torch.tensor([tensor.size(1)], device=tensor.device)).max())
-                tensor = pad_to_width(tensor, width, value, side)
-            gathered[key] = gather(tensor)
+            side, value = spec if spec is not None else ("right", 0)  # (B,) tensors are gathered as they are
+            value = pad_id if value == "pad" else value
+            gathered[key] = pad_and_gather(self.accelerator, out[key], value, pad_first=side == "left")
         return gathered
 
     def _assemble(self, outputs: list[dict], rows: torch.LongTensor, rows_local: int) -> dict:
@@ -237,8 +230,7 @@ class DAPOTrainer(GRPOTrainer):
             side, value = spec if spec is not None else ("right", 0)
             value = pad_id if value == "pad" else value
             batch[key] = concat_padded([o[key] for o in outputs], value, side)
-        loss_mask = batch["completion_mask"] * batch.get("tool_mask", 1)
-        num_items_in_batch = loss_mask[rows].sum()  # over the whole kept batch, as upstream's gathered sum
+        num_items_in_batch = loss_mask(batch)[rows].sum()  # over the whole kept batch, as upstream's gathered sum
         batch = {key: tensor[local_rows] for key, tensor in batch.items()}
         # Rows from different rounds may leave columns that are padding everywhere in this slice: drop them.
         masks = {"left": batch["prompt_mask"], "right": batch["completion_mask"]}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from trl_ext.trainers.common import config_error
+
 _PAPER = "DAPO (Yu et al. 2025, arXiv 2503.14476)"
 
 
@@ -75,42 +77,66 @@ class DAPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        # Checked before GRPOConfig's own checks, whose message does not mention dynamic sampling.
-        if self.dynamic_sampling and self.num_generations is not None and self.num_generations < 2:
-            raise ValueError(
-                f"dynamic_sampling needs num_generations >= 2 (got {self.num_generations}): a group of one "
-                "completion is always 'all equal'. Raise num_generations or set dynamic_sampling=False."
-            )
+        self._validate()  # this config's fields first: GRPOConfig's checks would report some in GRPO's terms
+        if isinstance(self.dynamic_sampling_reward_funcs, str):  # from the command line / YAML
+            self.dynamic_sampling_reward_funcs = [s for s in self.dynamic_sampling_reward_funcs.split(",") if s]
         super().__post_init__()
+
+    def _validate(self):
+        """Raise ``config_error`` (field, value given, fix) for the first invalid DAPO setting."""
+        if self.dynamic_sampling and self.num_generations is not None and self.num_generations < 2:
+            raise config_error(
+                "dynamic_sampling needs num_generations >= 2",
+                "Raise num_generations or set dynamic_sampling=False.",
+                reason="a group of one completion is always 'all equal'",
+                num_generations=self.num_generations,
+            )
         if self.dynamic_sampling:
-            batch_wide = ["scale_rewards='batch'"] if self.scale_rewards == "batch" else []
+            batch_wide = {}
+            if self.scale_rewards == "batch":
+                batch_wide["scale_rewards"] = self.scale_rewards
             if self.multi_objective_aggregation == "normalize_then_sum":
-                batch_wide.append("multi_objective_aggregation='normalize_then_sum'")
+                batch_wide["multi_objective_aggregation"] = self.multi_objective_aggregation
             if batch_wide:
-                raise ValueError(
-                    f"{' and '.join(batch_wide)} normalise advantages over the whole generation round, and with "
-                    "dynamic_sampling a round's dropped groups would shape the kept groups' advantages (the same group "
-                    "would get a different advantage in another round). Use scale_rewards='group' (or 'none') with "
-                    "multi_objective_aggregation='sum_then_normalize', or set dynamic_sampling=False."
+                raise config_error(
+                    "with dynamic_sampling, scale_rewards and multi_objective_aggregation must normalise within each group",
+                    "Use scale_rewards='group' (or 'none') with multi_objective_aggregation='sum_then_normalize', or "
+                    "set dynamic_sampling=False.",
+                    reason="normalising over the whole generation round would let the round's dropped groups shape "
+                    "the kept groups' advantages (the same group would get a different advantage in another round)",
+                    **batch_wide,
                 )
         eps_high = self.epsilon if self.epsilon_high is None else self.epsilon_high
         if eps_high < self.epsilon:
-            raise ValueError(
-                f"epsilon_high ({eps_high}) < epsilon ({self.epsilon}): DAPO's clip-higher needs eps_high >= eps_low "
-                "(the paper uses epsilon=0.2, epsilon_high=0.28)"
+            raise config_error(
+                "epsilon_high must be >= epsilon for DAPO's clip-higher",
+                "Use the paper's epsilon=0.2, epsilon_high=0.28.",
+                epsilon=self.epsilon,
+                epsilon_high=eps_high,
             )
         if self.dynamic_sampling_on_exhaustion not in ("fill", "error"):
-            raise ValueError(
-                f"dynamic_sampling_on_exhaustion must be 'fill' or 'error', got {self.dynamic_sampling_on_exhaustion!r}"
+            raise config_error(
+                "dynamic_sampling_on_exhaustion must be 'fill' or 'error'",
+                "Use 'fill' (complete the batch with zero-std groups, the default) or 'error' (raise, as verl does).",
+                dynamic_sampling_on_exhaustion=self.dynamic_sampling_on_exhaustion,
             )
         if self.overlong_buffer_len < 0:
-            raise ValueError(f"overlong_buffer_len must be >= 0, got {self.overlong_buffer_len}")
+            raise config_error(
+                "overlong_buffer_len must be >= 0",
+                "Use 0 to disable the overlong penalty.",
+                overlong_buffer_len=self.overlong_buffer_len,
+            )
         if self.overlong_buffer_len > 0 and self.overlong_buffer_len >= (self.max_completion_length or 0):
-            raise ValueError(
-                f"overlong_buffer_len ({self.overlong_buffer_len}) must be smaller than max_completion_length "
-                f"({self.max_completion_length}): the penalty starts at max_completion_length - overlong_buffer_len"
+            raise config_error(
+                "overlong_buffer_len must be smaller than max_completion_length",
+                "Lower overlong_buffer_len (the paper: 4096 of 20480) or raise max_completion_length.",
+                reason="the penalty starts at max_completion_length - overlong_buffer_len",
+                overlong_buffer_len=self.overlong_buffer_len,
+                max_completion_length=self.max_completion_length,
             )
         if self.overlong_penalty_factor < 0:
-            raise ValueError(f"overlong_penalty_factor must be >= 0, got {self.overlong_penalty_factor}")
-        if isinstance(self.dynamic_sampling_reward_funcs, str):  # from the command line / YAML
-            self.dynamic_sampling_reward_funcs = [s for s in self.dynamic_sampling_reward_funcs.split(",") if s]
+            raise config_error(
+                "overlong_penalty_factor must be >= 0",
+                "Use 1.0 (the paper's) or 0 to disable the penalty.",
+                overlong_penalty_factor=self.overlong_penalty_factor,
+            )

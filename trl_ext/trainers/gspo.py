@@ -19,6 +19,7 @@ import torch
 from trl import GRPOTrainer
 
 from trl_ext.core.gspo import gspo_token_log_ratio, sequence_clip_fractions, sequence_log_ratio
+from trl_ext.trainers.common import loss_mask
 
 
 class GSPOTrainer(GRPOTrainer):
@@ -57,7 +58,7 @@ class GSPOTrainer(GRPOTrainer):
             # The first call inside _compute_loss is the policy forward; later calls (if any) are left alone.
             self._gspo_token_inputs = None
             logp = outputs[0]
-            mask = self._loss_mask(inputs)
+            mask = loss_mask(inputs)
             old = inputs.get("old_per_token_logps")
             old = logp.detach() if old is None else old
             log_weights = gspo_token_log_ratio(logp, old, mask)
@@ -66,16 +67,11 @@ class GSPOTrainer(GRPOTrainer):
             inputs["old_per_token_logps"] = (logp - log_weights).detach()
         return outputs
 
-    @staticmethod
-    def _loss_mask(inputs):
-        mask = inputs["completion_mask"]
-        return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
-
     def _log_sequence_clip_fractions(self, inputs):
         if self.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo", "luspo"):
             return  # TRL logs no clip ratios for the other loss types
         mode = "train" if self.model.training else "eval"
-        mask = self._loss_mask(inputs)
+        mask = loss_mask(inputs)
         low, high = sequence_clip_fractions(
             inputs["_gspo_seq_log_ratio"], inputs["advantages"], mask, self.epsilon_low, self.epsilon_high
         )

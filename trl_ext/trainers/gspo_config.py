@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from trl_ext.trainers.common import config_error
+
 PAPER = "GSPO paper (Zheng et al. 2025, arXiv 2507.18071)"
 # Loss types whose aggregation weights a sequence by its number of tokens (or, for cispo/vespo, that are other
 # objectives aggregated that way): GSPO's objective is a mean over sequences of a length-normalised ratio.
@@ -73,22 +75,37 @@ class GSPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        if self.importance_sampling_level != "sequence":
-            raise ValueError(
-                f"GSPOConfig needs importance_sampling_level='sequence' (got {self.importance_sampling_level!r}); "
-                "for token-level ratios use trl.GRPOConfig instead."
-            )
-        if self.loss_type in LENGTH_WEIGHTED_LOSS_TYPES:
-            raise ValueError(
-                f"loss_type={self.loss_type!r} weights each sequence by its length, but GSPO's objective is a mean over "
-                "sequences (TRL issue #3823). Use loss_type='grpo' (the GSPOConfig default) or leave it unset."
-            )
-        if self.num_minibatches < 1:
-            raise ValueError(f"num_minibatches must be >= 1, got {self.num_minibatches}.")
+        self._validate()  # this config's fields first: GRPOConfig's checks would report some in GRPO's terms
         # None on both means "not set by the user" (GRPOConfig.__post_init__ would otherwise default
         # steps_per_generation to gradient_accumulation_steps, i.e. one optimizer step per rollout batch).
         if self.steps_per_generation is None and self.generation_batch_size is None:
             self.steps_per_generation = self.num_minibatches * self.gradient_accumulation_steps
+        super().__post_init__()
+
+    def _validate(self):
+        """Raise ``config_error`` (field, value given, fix) for the first invalid GSPO setting; warn about a clip range
+        that looks token-level."""
+        if self.importance_sampling_level != "sequence":
+            raise config_error(
+                "importance_sampling_level must be 'sequence' for GSPO",
+                "Leave importance_sampling_level='sequence' (the default), or use trl.GRPOConfig for token-level "
+                "ratios.",
+                importance_sampling_level=self.importance_sampling_level,
+            )
+        if self.loss_type in LENGTH_WEIGHTED_LOSS_TYPES:
+            raise config_error(
+                "loss_type must average over sequences for GSPO",
+                "Use loss_type='grpo' (the GSPOConfig default) or leave it unset.",
+                reason="it weights each sequence by its length, but GSPO's objective is a mean over sequences (TRL "
+                "issue #3823)",
+                loss_type=self.loss_type,
+            )
+        if self.num_minibatches < 1:
+            raise config_error(
+                "num_minibatches must be >= 1",
+                "Use 4 (the paper's) or 1 for one optimizer step per rollout batch.",
+                num_minibatches=self.num_minibatches,
+            )
         epsilon_high = self.epsilon if self.epsilon_high is None else self.epsilon_high
         if self.loss_type != "sapo" and max(self.epsilon, epsilon_high) > TOKEN_LEVEL_CLIP_THRESHOLD:
             warnings.warn(
@@ -96,6 +113,5 @@ class GSPOConfig(GRPOConfig):
                 f"the sequence ratio is a geometric mean and stays close to 1, so it will almost never clip. {PAPER} "
                 "uses epsilon=3e-4, epsilon_high=4e-4.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        super().__post_init__()

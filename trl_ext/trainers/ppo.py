@@ -1,18 +1,27 @@
-"""PPO with a learned critic and GAE for TRL 1.x, built on GRPOTrainer's rollout (math in ``trl_ext.core.ppo``)."""
+"""PPOTrainer: PPO with a learned critic and GAE on GRPOTrainer's rollout, for TRL 1.16.
+
+The math is ``trl_ext.core.ppo`` (pure functions), the critic ``trl_ext.trainers.critic``, the config
+``trl_ext.trainers.ppo_config``; this module wires them into GRPOTrainer's hooks. Conventions, stated once:
+
+* ``B`` is the number of rows (completions) on this process, ``T`` the padded completion width. ``mask`` is
+  ``loss_mask(batch)`` as float: the completion tokens that count. A row that no reward function could score is
+  masked out entirely (``completion_mask`` too), so it leaves both losses and their normalisers.
+* The rollout dict that TRL buffers and splits carries per-token ``advantages`` (B, T) instead of GRPO's (B,), plus
+  ``old_values`` and ``returns`` (B, T), all 0 at masked positions.
+* Every ``ppo/*`` metric is over the global batch: (B, T) tensors are ``pad_and_gather``-ed, scalars gathered and
+  averaged. ``ppo/kl`` is in the adaptive controller's unit (per-token mean KL, ``mean_token_kl``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 import torch
 from accelerate.utils import gather, is_peft_model
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-from torch.nn.parallel import DistributedDataParallel
-from transformers import AutoModelForTokenClassification
-from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from trl import GRPOTrainer
-from trl.trainer.utils import disable_dropout_in_model, get_config_model_id, use_adapter
+from trl.trainer.utils import get_config_model_id, use_adapter
 
 from trl_ext.core.ppo import (
     AdaptiveKLController,
@@ -25,93 +34,97 @@ from trl_ext.core.ppo import (
     value_loss,
     whiten,
 )
+from trl_ext.trainers.common import loss_mask, model_inputs, pad_and_gather
+from trl_ext.trainers.critic import (  # noqa: F401  (re-exported: imported from here by tests and users)
+    CRITIC_ATTR,
+    CRITIC_DIR,
+    Critic,
+    exclude_critic_from_weight_sync,
+    load_critic_weights,
+)
 from trl_ext.trainers.ppo_config import PPOConfig
 
-CRITIC_ATTR = "ppo_critic"  # name of the critic submodule inside the policy module
-CRITIC_DIR = "critic"  # sub-folder of a checkpoint / saved model holding the critic (a TokenClassification model)
 KL_STATE_FILE = "ppo_kl_ctl_state.json"
 
 
-def exclude_critic_from_weight_sync(vllm_generation) -> None:
-    """Keep the critic out of TRL's weight sync to vLLM (colocate and server modes).
+@contextmanager
+def reference_model_built_by_parent(args: PPOConfig):
+    """While inside, ``args.beta`` is nonzero if PPO needs a reference model (``kl_coef > 0``) and ``beta`` is 0.
 
-    TRL 1.16 pushes every parameter that ``VLLMGeneration._iter_named_params`` yields from the policy module, and the
-    critic is a submodule of it (so that DDP/ZeRO handle both as one model). Wrap that walk: critic parameters are
-    still visited, so under ZeRO-3 every rank takes part in the same gathers, but never pushed to vLLM, whose model
-    has no such weights. ``tests/test_ppo.py`` pins the upstream method this relies on.
+    TRL's ``GRPOTrainer.__init__`` builds and prepares (DeepSpeed / FSDP / plain) ``ref_model`` only when
+    ``args.beta != 0`` (``if self.beta == 0.0: self.ref_model = None``), and adds the frozen ``"ref"`` adapter to a
+    PEFT model with a pretrained adapter under the same condition. PPO keeps the KL out of the loss (``beta=0``) but
+    puts ``kl_coef * KL(pi_old || pi_ref)`` into the reward, so it needs that reference model; building and preparing
+    it here would copy TRL's code. So ``beta`` is set to ``kl_coef`` only while the parent's ``__init__`` runs, and
+    restored on exit (also on error); the trainer then sets ``self.beta`` back to the loss's value. Yields the loss's
+    ``beta``. ``tests/test_ppo_upstream.py`` pins TRL's condition.
     """
-    walk = vllm_generation._iter_named_params
-    prefix = CRITIC_ATTR + "."
-
-    def policy_params():
-        for name, param in walk():
-            if not name.startswith(prefix):
-                yield name, param
-
-    vllm_generation._iter_named_params = policy_params
+    loss_beta = args.beta
+    if args.kl_coef > 0 and loss_beta == 0.0:
+        args.beta = args.kl_coef
+    try:
+        yield loss_beta
+    finally:
+        args.beta = loss_beta
 
 
-def _read_weights(path: str) -> dict:
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+def drop_group_metrics(metrics: dict) -> None:
+    """Remove TRL's ``frac_reward_zero_std`` from a rollout's metrics.
 
-        return load_file(path, device="cpu")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def load_critic_weights(critic, directory: str) -> None:
-    """Load the critic's weights from ``directory`` in any layout ``save_pretrained`` writes: one safetensors or
-    ``pytorch_model.bin`` file, or shards with an index. Raises when nothing there can be loaded (a resume must not
-    go on with a fresh critic) and when the weights do not match the critic (``strict``)."""
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if os.path.isfile(os.path.join(directory, name)):
-            critic.load_state_dict(_read_weights(os.path.join(directory, name)))
-            return
-    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = os.path.join(directory, name)
-        if os.path.isfile(index):
-            with open(index) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            state = {}
-            for shard in shards:
-                state.update(_read_weights(os.path.join(directory, shard)))
-            critic.load_state_dict(state)
-            return
-    raise FileNotFoundError(
-        f"{directory}: the checkpoint has a critic folder but no critic weights (model.safetensors, "
-        f"pytorch_model.bin or a sharded index; found {sorted(os.listdir(directory))}). Resume from a complete "
-        "checkpoint, or delete the folder to start the critic afresh on purpose."
-    )
+    GRPOTrainer logs the fraction of prompt groups whose rewards have zero std (groups that teach GRPO nothing). PPO
+    samples one completion per prompt, whose "group" always has zero std, so the metric would always read 1 while
+    PPO learns from every completion. ``tests/test_ppo_upstream.py`` pins the metric's name in TRL's rollout.
+    """
+    metrics.pop("frac_reward_zero_std", None)
 
 
 class PPOTrainer(GRPOTrainer):
     """PPO (Schulman et al. 2017) with a critic and GAE (Schulman et al. 2015) on top of ``trl.GRPOTrainer``.
 
-    Rollout, reward functions and the clipped policy loss are GRPOTrainer's; this class only wraps two hooks:
+    Rollout, reward functions and the clipped policy loss are GRPOTrainer's; the math is ``trl_ext.core.ppo``, the
+    critic ``trl_ext.trainers.critic.Critic`` (``self.critic_unit``; ``self.critic`` is its model). It overrides
+    these hooks, and no others:
 
-    * ``_generate_and_score_completions``: after the parent's rollout, computes the critic's values, the per-token
-      reward (reward functions' score at the last completion token minus ``kl_coef * KL(pi_old || pi_ref)`` per
-      token), GAE, and replaces ``advantages`` by whitened (B, T) advantages (``_compute_loss`` accepts them as they
-      are); ``old_values`` and ``returns`` travel in the same dict through TRL's buffering/splitting, so
+    Algorithm
+
+    * ``_generate_and_score_completions``: after the parent's rollout, the critic's values, the per-token reward
+      (the reward functions' weighted score at the last completion token minus ``kl_coef * KL(pi_old || pi_ref)`` per
+      token), GAE, and whitened (B, T) advantages in place of ``advantages`` (TRL's ``_compute_loss`` takes them as
+      they are); ``old_values`` and ``returns`` travel in the same dict through TRL's buffering and splitting, so
       ``steps_per_generation > 1`` and ``num_iterations > 1`` work unchanged.
-    * ``compute_loss``: the parent's policy loss + ``vf_coef *`` the clipped value loss.
+    * ``_calculate_rewards``: keeps the gathered rewards, which the parent's rollout uses but does not return.
+    * ``compute_loss``: the parent's policy loss (zeroed during ``critic_warmup_steps``) + ``vf_coef *`` the clipped
+      value loss.
 
-    Design choice, critic placement: the critic (an ``AutoModelForTokenClassification`` with one label, initialised
-    from the policy's checkpoint or ``value_model_name_or_path``) is registered as a submodule ``ppo_critic`` of the
-    policy module (``PreTrainedModel`` or ``PeftModel``). Hence one DDP wrapper / one DeepSpeed engine / one optimizer
-    hold both models: ZeRO-2/3 shard the critic like the policy, gradients of both are reduced in the same backward,
-    and the critic and its optimizer state are in every checkpoint. Generation and the policy's log-probs use the
-    policy module exactly as in GRPO (the critic is only called explicitly; ZeRO-3 fetches its parameters through its
-    module hooks). Costs: under ZeRO-3 the generation-time parameter gather also gathers the critic, and under
-    DeepSpeed gradient clipping is joint (elsewhere ``_clip_grad_norm`` clips policy and critic separately). With vLLM
-    the critic is kept out of the weight sync (``exclude_critic_from_weight_sync``). A second DeepSpeed engine for the
-    critic would avoid the joint gathers but needs its own backward/step/checkpoint plumbing outside Trainer.
-    The critic has its own param group (``critic_learning_rate``), is saved to ``<output_dir>/critic`` (and stripped
-    from the policy's weights), and is full-parameter even when the policy uses PEFT/LoRA.
+    Critic (each delegates to ``Critic``)
 
-    Reference model: GRPOTrainer builds (and DeepSpeed-prepares) ``ref_model`` only when ``beta != 0``; PPO keeps the
-    KL out of the loss (``beta=0``) but needs reference log-probs for the in-reward KL. ``args.beta`` is therefore set
-    nonzero only while the parent's ``__init__`` runs; with PEFT the adapter is disabled instead, as GRPO does.
+    * ``__init__``: the parent builds the reference model (``reference_model_built_by_parent``), then the critic is
+      built, attached to the policy module and kept out of the vLLM weight sync.
+    * ``create_optimizer``: the parent's param groups without the critic, then the critic's at
+      ``critic_learning_rate``.
+    * ``training_step``: under DDP, averages the critic's gradients after the backward (DDP ignores the critic).
+    * ``_clip_grad_norm``: clips policy and critic separately (not under DeepSpeed, whose engine clips jointly).
+    * ``_save``: writes the critic to ``<output_dir>/critic`` and the policy without it.
+    * ``_load_from_checkpoint``: a non-DeepSpeed resume restores the critic too (DeepSpeed's engine files hold both).
+
+    Adaptive KL controller
+
+    * ``_save_optimizer_and_scheduler`` / ``_load_optimizer_and_scheduler``: its coefficient is saved with the
+      optimizer, before ``trainer_state.json`` marks the checkpoint complete, and restored on resume.
+
+    Workarounds of TRL internals, each one function pinned by ``tests/test_ppo_upstream.py``:
+    ``reference_model_built_by_parent``, ``drop_group_metrics``, ``_calculate_rewards`` and ``_ref_logps`` here,
+    ``one_generation_accepted_by_grpo`` in ppo_config.py, and ``Critic.hidden_from_optimizer``,
+    ``exclude_critic_from_weight_sync`` and ``ignore_in_ddp`` in critic.py.
+
+    Design choice, critic placement: the critic is a submodule of the policy module (``PreTrainedModel`` or
+    ``PeftModel``), so one DDP wrapper / DeepSpeed engine / optimizer hold both models: ZeRO-2/3 shard the critic like
+    the policy, gradients of both are reduced in the same backward, and the critic and its optimizer state are in
+    every checkpoint. Generation and the policy's log-probs use the policy module exactly as in GRPO (the critic is
+    only called explicitly; ZeRO-3 fetches its parameters through its module hooks). Costs: under ZeRO-3 the
+    generation-time parameter gather also gathers the critic, and under DeepSpeed gradient clipping is joint. A second
+    DeepSpeed engine for the critic would avoid both but needs its own backward/step/checkpoint plumbing outside
+    Trainer. The critic is full-parameter even when the policy uses PEFT/LoRA.
     """
 
     _tag_names = ("trl", "trl-ext", "ppo")
@@ -124,78 +137,29 @@ class PPOTrainer(GRPOTrainer):
         if not isinstance(args, PPOConfig):
             raise TypeError(f"PPOTrainer needs a trl_ext.PPOConfig, got {type(args).__name__}.")
         self._ppo_needs_ref = args.kl_coef > 0
-        loss_beta = args.beta
-        if self._ppo_needs_ref and loss_beta == 0.0:
-            args.beta = args.kl_coef  # only so that GRPOTrainer.__init__ builds and prepares the reference model
-        try:
+        with reference_model_built_by_parent(args) as loss_beta:
             super().__init__(model, reward_funcs, args, *pargs, **kwargs)
-        finally:
-            args.beta = loss_beta
         self.beta = loss_beta
         self.kl_ctl = AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon)
         self._ppo_rewards_per_func = None
-        self.critic = self._build_critic()
-        self.model.add_module(CRITIC_ATTR, self.critic)
+        device = None if self.is_deepspeed_enabled else self.args.device
+        self.critic_unit = Critic.build(self.model, self.args, device)
+        self.critic_unit.attach(self.model, self.accelerator, self.is_deepspeed_enabled or self.is_fsdp_enabled)
         if self.use_vllm:
             exclude_critic_from_weight_sync(self.vllm_generation)
-        # DDP: a parameter used outside the DDP forward trips its reducer ("marked ready twice"), so DDP ignores the
-        # critic and ``training_step`` all-reduces the critic's gradients at each synchronisation step.
-        self._critic_manual_sync = (
-            self.accelerator.num_processes > 1 and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
-        )
-        if self._critic_manual_sync:
-            names = [f"{CRITIC_ATTR}.{n}" for n, _ in self.critic.named_parameters()]
-            names += [f"{CRITIC_ATTR}.{n}" for n, _ in self.critic.named_buffers()]
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, names)
 
-    # ----- critic ---------------------------------------------------------------------------------------------------
-    def _build_critic(self):
-        policy = self.model
-        path = self.args.value_model_name_or_path or get_config_model_id(policy.config)
-        init_kwargs = {k: v for k, v in (self.args.model_init_kwargs or {}).items() if k != "device_map"}
-        init_kwargs.setdefault("dtype", policy.dtype)
-        init_kwargs.setdefault("trust_remote_code", self.args.trust_remote_code)
-        critic, info = AutoModelForTokenClassification.from_pretrained(
-            path, num_labels=1, output_loading_info=True, **init_kwargs
-        )
-        disable_dropout_in_model(critic)
-        # Freshly created weights (the value head) start at 0: identical on every rank and no initial value noise.
-        fresh = [p for n, p in critic.named_parameters() if n in set(info["missing_keys"])]
-        if fresh:
-            if is_deepspeed_zero3_enabled():
-                import deepspeed
+    @property
+    def critic(self):
+        """The critic model (``AutoModelForTokenClassification``, submodule ``ppo_critic`` of ``self.model``)."""
+        return self.critic_unit.model
 
-                with deepspeed.zero.GatheredParameters(fresh, modifier_rank=0), torch.no_grad():
-                    for p in fresh:
-                        p.zero_()
-            else:
-                with torch.no_grad():
-                    for p in fresh:
-                        p.zero_()
-        if not self.is_deepspeed_enabled:
-            critic.to(self.args.device)
-        return critic
-
-    def _critic_values(self, input_ids, attention_mask, logits_to_keep, batch_size):
-        """(B, logits_to_keep) values V(s_t) of the state before each completion token."""
-        chunks = []
-        for i in range(0, input_ids.size(0), batch_size):
-            logits = self.critic(
-                input_ids=input_ids[i : i + batch_size], attention_mask=attention_mask[i : i + batch_size]
-            ).logits
-            chunks.append(logits[:, -logits_to_keep - 1 : -1, 0].float())
-        return torch.cat(chunks, dim=0)
-
+    # ----- optimizer step -------------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch):
+        """The parent's step; on gradient-synchronisation steps, under DDP, then averages the critic's gradients
+        (``Critic.sync_gradients``: DDP ignores the critic), before Trainer clips them."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._critic_manual_sync and self.accelerator.sync_gradients:
-            grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
-            if grads:
-                flat = _flatten_dense_tensors(grads)
-                torch.distributed.all_reduce(flat)
-                flat /= self.accelerator.num_processes
-                for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
-                    g.copy_(synced)
+        if self.accelerator.sync_gradients:
+            self.critic_unit.sync_gradients(self.accelerator.num_processes)
         return loss
 
     def create_optimizer(self, model=None):
@@ -203,46 +167,41 @@ class PPOTrainer(GRPOTrainer):
         decay on its weight matrices, none on biases and norm weights (Trainer's rule for the policy)."""
         if self.optimizer is not None:
             return self.optimizer
-        critic_params = [p for p in self.critic.parameters() if p.requires_grad]
-        for p in critic_params:
-            p.requires_grad_(False)
-        try:
+        with self.critic_unit.hidden_from_optimizer():
             optimizer = super().create_optimizer(model)
-        finally:
-            for p in critic_params:
-                p.requires_grad_(True)
         lr = self.args.critic_learning_rate or self.args.learning_rate
-        decay = set(self.get_decay_parameter_names(self.critic))
-        named = [(n, p) for n, p in self.critic.named_parameters() if p.requires_grad]
-        for name, weight_decay, params in (
-            ("critic", self.args.weight_decay, [p for n, p in named if n in decay]),
-            ("critic_no_decay", 0.0, [p for n, p in named if n not in decay]),
-        ):
-            if params:
-                optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": weight_decay, "name": name})
+        decay = self.get_decay_parameter_names(self.critic)
+        for group in self.critic_unit.param_groups(lr, self.args.weight_decay, decay):
+            optimizer.add_param_group(group)
         return optimizer
 
     def _clip_grad_norm(self, model):
-        """Clip the policy's and the critic's gradients separately, each to ``max_grad_norm`` (verl clips its actor
-        and critic optimizers independently): one large gradient must not shrink the other's update. Returns the
-        policy's pre-clip norm (Trainer logs it as ``grad_norm``); the critic's goes to ``ppo/critic_grad_norm``.
-        Under DeepSpeed the engine clips all parameters together (its ``gradient_clipping``), as before."""
+        """Clip the policy's and the critic's gradients separately (``Critic.clip_grad_norm``). Returns the policy's
+        pre-clip norm (Trainer logs it as ``grad_norm``); the critic's goes to ``ppo/critic_grad_norm``. Under
+        DeepSpeed the engine clips all parameters together (its ``gradient_clipping``), as before."""
         if self.is_deepspeed_enabled:
             return super()._clip_grad_norm(model)
-        critic = [p for p in self.critic.parameters()]
-        critic_ids = {id(p) for p in critic}
-        policy = [p for p in model.parameters() if id(p) not in critic_ids]
-        max_norm = self.args.max_grad_norm
-        critic_norm = self.accelerator.clip_grad_norm_(critic, max_norm)
+        policy_norm, critic_norm = self.critic_unit.clip_grad_norm(self.accelerator, model, self.args.max_grad_norm)
         self._metrics["train"]["ppo/critic_grad_norm"].append(float(critic_norm))
-        return self.accelerator.clip_grad_norm_(policy, max_norm)
+        return policy_norm
 
     # ----- rollout --------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """Keep the reward functions' scores for ``_generate_and_score_completions``.
+
+        TRL's rollout calls this hook, gets every process's (B_global, n_funcs) rewards (NaN where a function
+        returned None) and turns them into group-normalised advantages without returning them. PPO needs them: their
+        weighted sum is the terminal reward of GAE, and a row that no function scored leaves the losses. Held in
+        ``self._ppo_rewards_per_func`` until the wrapped rollout returns. ``tests/test_ppo_upstream.py`` pins that
+        the rollout calls this hook and that it returns the gathered rewards.
+        """
         self._ppo_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._ppo_rewards_per_func  # (B_global, n_funcs), identical on every rank
 
     def _ref_logps(self, input_ids, attention_mask, logits_to_keep, batch_size):
+        """Reference log-probs for the in-reward KL. TRL's rollout computes ``ref_per_token_logps`` only when
+        ``beta != 0`` (PPO's loss beta is 0), so they are computed here as TRL does: with ``ref_model``, or with PEFT
+        with the adapter disabled (or the frozen "ref" adapter). Pinned in ``tests/test_ppo_upstream.py``."""
         if self.ref_model is not None:
             return self._get_per_token_logps_and_entropies(
                 self.ref_model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
@@ -255,25 +214,35 @@ class PPOTrainer(GRPOTrainer):
                 self.model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size
             )[0]
 
-    def _global(self, x):
-        """Gather a (B, T) tensor from all ranks, padding T to the longest."""
-        return gather(self.accelerator.pad_across_processes(x, dim=1, pad_index=0))
+    def _rollout_kl(self, out, input_ids, attention_mask, mask, batch_size):
+        """(B, T) in-reward KL(pi_old || pi_ref) estimate per valid token (0 without a reference model)."""
+        T = mask.size(1)
+        if not self._ppo_needs_ref:
+            return torch.zeros_like(mask)
+        old = out.get("old_per_token_logps")
+        if old is None:  # on-policy: the parent skips it, PPO's KL needs it
+            old = self._get_per_token_logps_and_entropies(
+                self.model, input_ids, attention_mask, T, batch_size=batch_size
+            )[0]
+        ref = out.get("ref_per_token_logps")
+        if ref is None:
+            ref = self._ref_logps(input_ids, attention_mask, T, batch_size)
+        return kl_penalty(old.float(), ref.float(), self.args.kl_estimator) * mask
 
     def _generate_and_score_completions(self, inputs):
+        """The parent's rollout, then PPO's per-token advantages: critic values, KL-shaped rewards, GAE, whitening
+        over the global batch; adds ``old_values`` and ``returns`` (see the module docstring)."""
         out = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
-        # Groups of one completion always have zero std: upstream's frac_reward_zero_std would always read 1.
-        self._metrics[mode].pop("frac_reward_zero_std", None)
+        drop_group_metrics(self._metrics[mode])
         args = self.args
         B, T = out["completion_ids"].shape
-        mask = out["completion_mask"] if "tool_mask" not in out else out["completion_mask"] * out["tool_mask"]
-        mask = mask.float()
+        mask = loss_mask(out).float()
         rpf = self._ppo_rewards_per_func
         scores = (rpf * self.reward_weights.to(rpf.device).unsqueeze(0)).nansum(dim=1)
         rank = self.accelerator.process_index
         scores = scores[rank * B : (rank + 1) * B].to(mask.device)
-        input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-        attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        input_ids, attention_mask = model_inputs(out)
         # A completion that no reward function could score (all None) carries no signal: GRPO gives it zero
         # advantage; here it leaves the policy and value losses (and their token-mean normaliser) altogether.
         unscorable = torch.isnan(rpf).all(dim=1)
@@ -287,24 +256,15 @@ class PPOTrainer(GRPOTrainer):
                 out["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()
         batch_size = args.per_device_train_batch_size if mode == "train" else args.per_device_eval_batch_size
         with torch.no_grad():
-            values = self._critic_values(input_ids, attention_mask, T, batch_size) * mask
-            kl = torch.zeros_like(values)
-            if self._ppo_needs_ref:
-                old = out.get("old_per_token_logps")
-                if old is None:  # on-policy: the parent skips it, PPO's KL needs it
-                    old = self._get_per_token_logps_and_entropies(
-                        self.model, input_ids, attention_mask, T, batch_size=batch_size
-                    )[0]
-                ref = out.get("ref_per_token_logps")
-                if ref is None:
-                    ref = self._ref_logps(input_ids, attention_mask, T, batch_size)
-                kl = kl_penalty(old.float(), ref.float(), args.kl_estimator) * mask
+            values = self.critic_unit.values(input_ids, attention_mask, T, batch_size) * mask
+            kl = self._rollout_kl(out, input_ids, attention_mask, mask, batch_size)
         kl_coef = self.kl_ctl.value
         rewards = token_level_rewards(scores, kl, mask, kl_coef)
         advantages, returns = gae(rewards, values, mask, args.gamma, args.lam)
 
-        g_mask, g_adv = self._global(mask), self._global(advantages)
-        g_values, g_returns, g_kl = self._global(values), self._global(returns), self._global(kl)
+        g_mask, g_adv, g_values, g_returns, g_kl = (
+            pad_and_gather(self.accelerator, x) for x in (mask, advantages, values, returns, kl)
+        )
         if args.whiten_advantages:
             advantages = whiten(g_adv, g_mask)[rank * B : (rank + 1) * B, :T]
         out["advantages"], out["old_values"], out["returns"] = advantages, values, returns
@@ -323,18 +283,16 @@ class PPOTrainer(GRPOTrainer):
 
     # ----- loss -----------------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The parent's policy loss (zeroed during ``critic_warmup_steps``) + ``vf_coef *`` the clipped value loss,
+        scaled for gradient accumulation as TRL scales its own token-mean losses."""
         policy_loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         if mode == "train" and self.state.global_step < self.args.critic_warmup_steps:
             policy_loss = policy_loss * 0.0  # keeps the graph (DDP expects gradients for every parameter)
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
-        mask = mask.float()
-        input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        mask = loss_mask(inputs).float()
+        input_ids, attention_mask = model_inputs(inputs)
         T = inputs["completion_ids"].size(1)
-        values = self._critic_values(input_ids, attention_mask, T, input_ids.size(0))
+        values = self.critic_unit.values(input_ids, attention_mask, T, input_ids.size(0))
         vf_loss, vf_clipfrac = value_loss(
             values, inputs["old_values"], inputs["returns"], mask, self.args.cliprange_value
         )
@@ -346,7 +304,9 @@ class PPOTrainer(GRPOTrainer):
         vf_loss_g, vf_clipfrac_g = gather(stats.unsqueeze(0)).mean(dim=0).tolist()
         metrics["ppo/value_loss"].append(vf_loss_g)
         metrics["ppo/value_clipfrac"].append(vf_clipfrac_g)
-        ev = explained_variance(self._global(values.detach()), self._global(inputs["returns"]), self._global(mask))
+        ev = explained_variance(
+            *(pad_and_gather(self.accelerator, x) for x in (values.detach(), inputs["returns"], mask))
+        )
         metrics["ppo/explained_variance"].append(ev.item())
         return loss
 
@@ -356,28 +316,24 @@ class PPOTrainer(GRPOTrainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if state_dict is None:
             state_dict = self.model.state_dict()
-        prefix = CRITIC_ATTR + "."
-        critic_sd = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        policy_sd = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
-        if self.args.should_save and critic_sd:
-            self.critic.save_pretrained(os.path.join(output_dir, CRITIC_DIR), state_dict=critic_sd)
-        super()._save(output_dir, state_dict=policy_sd)
+        policy_state = self.critic_unit.save(output_dir, state_dict, self.args.should_save)
+        super()._save(output_dir, state_dict=policy_state)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Non-DeepSpeed resume: policy as usual, then the critic (DeepSpeed restores both from its engine files)."""
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        directory = os.path.join(resume_from_checkpoint, CRITIC_DIR)
-        if os.path.isdir(directory):
-            load_critic_weights(self.critic, directory)
+        self.critic_unit.load_from_checkpoint(resume_from_checkpoint)
 
     def _save_optimizer_and_scheduler(self, output_dir):
-        # With the optimizer, i.e. before Trainer writes trainer_state.json, which marks a checkpoint as complete.
+        """Also save the adaptive KL coefficient (``KL_STATE_FILE``): with the optimizer, i.e. before Trainer writes
+        ``trainer_state.json``, which marks a checkpoint as complete."""
         super()._save_optimizer_and_scheduler(output_dir)
         if self.args.should_save:
             with open(os.path.join(output_dir, KL_STATE_FILE), "w") as f:
                 json.dump({"kl_coef": self.kl_ctl.value}, f)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        """Also restore the adaptive KL coefficient on resume (a checkpoint without the file keeps the initial one)."""
         super()._load_optimizer_and_scheduler(checkpoint)
         path = os.path.join(checkpoint, KL_STATE_FILE) if checkpoint is not None else None
         if path is not None and os.path.isfile(path):

@@ -2,27 +2,45 @@
 
 Defaults and their sources (see docs/ppo.md): PPO (Schulman et al. 2017), GAE (Schulman et al. 2015), KL-shaped
 rewards and the adaptive KL controller (Ziegler et al. 2019; Ouyang et al. 2022), and the defaults of TRL 1.12's
-``PPOConfig`` (the last TRL release with PPO) and verl's ``ppo_trainer.yaml``.
+``PPOConfig`` (the last TRL release with PPO) and verl's ``ppo_trainer.yaml``. Validation follows the structure of
+every trl_ext config: ``_validate()`` of the own fields (errors from ``config_error``), then GRPOConfig's, here inside
+``one_generation_accepted_by_grpo``, the one workaround of a GRPOConfig check.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from trl_ext.trainers.common import config_error
 
-class _GroupFreeCount(int):
-    """An ``int`` that does not compare below 2.
 
-    ``GRPOConfig.__post_init__`` rejects ``num_generations < 2`` (GRPO needs groups; PPO does not). Only while the
-    parent's validation runs, ``num_generations`` holds this type so that one check passes and every other check
-    (divisibility of the generation batch, eval batch) sees the real value; the plain ``int`` is restored right after.
+@contextmanager
+def one_generation_accepted_by_grpo(config):
+    """While inside, ``config.num_generations == 1`` passes GRPOConfig's "at least 2 generations" check.
+
+    ``GRPOConfig.__post_init__`` raises when ``num_generations < 2``: GRPO normalises rewards within groups of
+    completions of the same prompt, and a group of one has no spread. PPO's critic needs no groups, so 1 is its
+    default. Only while the caller runs GRPOConfig's validation, ``num_generations`` is an ``int`` whose ``< 2``
+    is False; every other use (the divisibility of the generation and eval batches, arithmetic) sees the real value,
+    and the plain ``int`` is restored on exit, also on error. ``tests/test_ppo_upstream.py`` pins TRL's check: if it
+    is removed this is dead code, if it is written another way (``<= 1``) ``PPOConfig()`` fails loudly.
     """
 
-    def __lt__(self, other):
-        return False if other == 2 else int(self) < other
+    class GroupFreeCount(int):
+        def __lt__(self, other):
+            return False if other == 2 else int(self) < other
+
+    if config.num_generations == 1:
+        config.num_generations = GroupFreeCount(1)
+    try:
+        yield
+    finally:
+        if config.num_generations is not None:
+            config.num_generations = int(config.num_generations)
 
 
 @dataclass
@@ -136,62 +154,83 @@ class PPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        self._validate_ppo()
-        requested = self.num_generations
-        if requested is not None and requested == 1:
-            self.num_generations = _GroupFreeCount(1)
-        try:
+        self._validate()  # this config's fields first: GRPOConfig's checks would report some in GRPO's terms
+        with one_generation_accepted_by_grpo(self):
             super().__post_init__()
-        finally:
-            self.num_generations = int(self.num_generations) if self.num_generations is not None else None
 
-    def _validate_ppo(self):
-        def check(ok, message):
-            if not ok:
-                raise ValueError(message)
-
-        check(
-            self.num_generations is not None and self.num_generations >= 1,
-            f"num_generations must be >= 1 (got {self.num_generations}); PPO needs no groups, use 1.",
-        )
-        check(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1] (got {self.gamma}); 1.0 is the usual LLM value.")
-        check(0.0 <= self.lam <= 1.0, f"lam must be in [0, 1] (got {self.lam}); use 0.95 (TRL 1.12) or 1.0 (verl).")
-        check(self.kl_coef >= 0.0, f"kl_coef must be >= 0 (got {self.kl_coef}); use 0 to disable the KL penalty.")
-        check(
-            self.kl_estimator in ("k1", "k3"),
-            f"kl_estimator must be 'k1' or 'k3' (got {self.kl_estimator!r}).",
-        )
-        check(
-            self.kl_target is None or self.kl_target > 0,
-            f"kl_target must be > 0 or None (got {self.kl_target}); None keeps kl_coef fixed.",
-        )
-        check(
-            self.kl_target is None or self.kl_coef > 0,
-            "kl_target (adaptive KL) needs a positive initial kl_coef: a multiplicative controller cannot leave 0.",
-        )
-        check(self.kl_horizon > 0, f"kl_horizon must be > 0 (got {self.kl_horizon}); verl uses 10000.")
-        check(
-            self.cliprange_value > 0,
-            f"cliprange_value must be > 0 (got {self.cliprange_value}); use a large value to disable clipping.",
-        )
-        check(self.vf_coef > 0, f"vf_coef must be > 0 (got {self.vf_coef}): the critic would never learn.")
-        check(
-            self.critic_learning_rate is None or self.critic_learning_rate > 0,
-            f"critic_learning_rate must be > 0 or None (got {self.critic_learning_rate}).",
-        )
-        check(
-            self.critic_warmup_steps >= 0,
-            f"critic_warmup_steps must be >= 0 (got {self.critic_warmup_steps}).",
-        )
-        fsdp_env = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
-        check(
-            not (self.fsdp or fsdp_env),
-            "PPOTrainer does not support FSDP: the critic is called outside the policy's root FSDP forward, so its "
-            "sharded parameters would not be gathered. Use DeepSpeed ZeRO-2 or ZeRO-3 instead "
-            "(accelerate launch --config_file accelerate_configs/zero3.yaml ...).",
-        )
-        check(
-            self.importance_sampling_level == "token",
-            "PPO uses per-token advantages; set importance_sampling_level='token' (the sequence-level ratio of GSPO "
-            "does not match GAE advantages).",
-        )
+    def _validate(self):
+        """Raise ``config_error`` (field, value given, fix) for the first invalid PPO setting. Each condition says
+        what is valid (``not x > 0``), so that NaN is rejected too."""
+        if self.num_generations is None or not self.num_generations >= 1:
+            raise config_error(
+                "num_generations must be >= 1", "Use 1: PPO needs no groups.", num_generations=self.num_generations
+            )
+        if not 0.0 <= self.gamma <= 1.0:
+            raise config_error("gamma must be in [0, 1]", "Use 1.0, the usual value for LLMs.", gamma=self.gamma)
+        if not 0.0 <= self.lam <= 1.0:
+            raise config_error("lam must be in [0, 1]", "Use 0.95 (TRL 1.12) or 1.0 (verl).", lam=self.lam)
+        if not self.kl_coef >= 0.0:
+            raise config_error("kl_coef must be >= 0", "Use 0 to disable the KL penalty.", kl_coef=self.kl_coef)
+        if self.kl_estimator not in ("k1", "k3"):
+            raise config_error(
+                "kl_estimator must be 'k1' or 'k3'",
+                "Use 'k1' (log-ratio, the default) or 'k3' (always >= 0).",
+                kl_estimator=self.kl_estimator,
+            )
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise config_error(
+                "kl_target must be > 0 or None", "Use None to keep kl_coef fixed.", kl_target=self.kl_target
+            )
+        if self.kl_target is not None and not self.kl_coef > 0:
+            raise config_error(
+                "kl_target (adaptive KL) needs a positive initial kl_coef",
+                "Set kl_coef > 0 (e.g. 0.05) or kl_target=None.",
+                reason="a multiplicative controller cannot leave 0",
+                kl_target=self.kl_target,
+                kl_coef=self.kl_coef,
+            )
+        if not self.kl_horizon > 0:
+            raise config_error("kl_horizon must be > 0", "verl uses 10000.", kl_horizon=self.kl_horizon)
+        if not self.cliprange_value > 0:
+            raise config_error(
+                "cliprange_value must be > 0",
+                "Use a large value to disable clipping.",
+                cliprange_value=self.cliprange_value,
+            )
+        if not self.vf_coef > 0:
+            raise config_error(
+                "vf_coef must be > 0",
+                "Use 0.1 (TRL 1.12).",
+                reason="the critic would never learn",
+                vf_coef=self.vf_coef,
+            )
+        if self.critic_learning_rate is not None and not self.critic_learning_rate > 0:
+            raise config_error(
+                "critic_learning_rate must be > 0 or None",
+                "Use None for learning_rate, or e.g. 1e-5 (verl).",
+                critic_learning_rate=self.critic_learning_rate,
+            )
+        if not self.critic_warmup_steps >= 0:
+            raise config_error(
+                "critic_warmup_steps must be >= 0",
+                "Use 0 for no warm-up.",
+                critic_warmup_steps=self.critic_warmup_steps,
+            )
+        fsdp_env = os.environ.get("ACCELERATE_USE_FSDP", "false")
+        if self.fsdp or fsdp_env.lower() in ("1", "true", "yes"):
+            raise config_error(
+                "PPOTrainer does not support FSDP: fsdp must be unset and ACCELERATE_USE_FSDP false",
+                "Use DeepSpeed ZeRO-2 or ZeRO-3 instead (accelerate launch --config_file accelerate_configs/zero3.yaml "
+                "...).",
+                reason="the critic is called outside the policy's root FSDP forward, so its sharded parameters would "
+                "not be gathered",
+                fsdp=self.fsdp,
+                ACCELERATE_USE_FSDP=fsdp_env,
+            )
+        if self.importance_sampling_level != "token":
+            raise config_error(
+                "importance_sampling_level must be 'token' for PPO",
+                "Set importance_sampling_level='token' (the default).",
+                reason="GAE's per-token advantages do not match GSPO's sequence-level ratio",
+                importance_sampling_level=self.importance_sampling_level,
+            )

@@ -1,0 +1,357 @@
+"""One command to compare the math recipes (PPO, DPO, GRPO, DAPO, GSPO) and the SFT controls on GSM8K-style data:
+the same start model, data, budget (completions generated, by default) and evaluator for every entry; a sweep of one
+field on the validation split picks each entry's value; the seeds then run on the test split; the report
+(``<output-dir>/results.md`` + ``.csv``, ``.json``, PNGs) gives the gains with intervals, paired differences,
+accuracy during training, the phenomena the papers argue with, and the budget each entry used.
+
+    # the embedded CPU testbed, the committed protocol (docs/results/embedded/results.md):
+    python recipes/compare_gsm8k.py --sweep learning_rate=5e-6,1e-5,2e-5,4e-5 \
+        --control-sweep learning_rate=3e-5,1e-4,3e-4 --seeds 3 --output-dir docs/results/embedded
+    # GSM8K with Qwen2.5-0.5B-Instruct, each run on 8 GPUs under ZeRO-3 (docs/comparison.md):
+    python recipes/compare_gsm8k.py --config-dir recipes/configs/gsm8k/qwen2.5-0.5b-instruct --controls rft \
+        --launch-config accelerate_configs/zero3.yaml --num-processes 8 --samples 102400 --curve-points 8 \
+        --sweep learning_rate=5e-7,1e-6,2e-6 --output-dir comparison/qwen05
+    # --dry-run prints the plan; overrides for every run go after `--`, for one entry with --algo-args:
+    python recipes/compare_gsm8k.py --algos grpo,dapo --algo-args "dapo=--dynamic_sampling_max_rounds 2" \
+        --dry-run -- --eval_limit 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+from trl_ext.compare import plan as P
+from trl_ext.compare.machine import machine_info, machine_line
+from trl_ext.compare.markdown import format_report, readme_table, write_csv
+from trl_ext.compare.report import aggregate, paired_table, phenomena_summary, readings, speed_table, train_seconds
+from trl_ext.compare.runner import Progress, build_command, load_correctness, load_history, run_one
+
+
+def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                epilog="Recipe overrides for every run go after `--`, e.g. `-- --eval_limit 50`.")
+    p.add_argument("--algos", default=",".join(P.ALGOS), help="comma-separated, default: %(default)s")
+    p.add_argument("--controls", default=",".join(P.CONTROLS),
+                   help="SFT controls (%(default)s) or 'none'; rft spends the samples budget, the others get the "
+                   "online algorithms' mean training time")
+    p.add_argument("--seeds", type=int, default=3, help="test-phase seeds 0..N-1 (default 3)")
+    p.add_argument("--seed-list", default=None, help="explicit seeds, e.g. 1,7,42 (instead of --seeds)")
+    p.add_argument("--budget", default="samples", choices=P.BUDGETS, help="what is held equal (default samples)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="samples budget (default: the most any online algorithm's config trains on)")
+    p.add_argument("--prompts", type=int, default=None, help="prompts budget (with --budget prompts)")
+    p.add_argument("--seconds", type=float, default=None, help="training seconds (with --budget seconds)")
+    p.add_argument("--sweep", default=None, help="FIELD=v1,v2,...: tuned for every algorithm on validation")
+    p.add_argument("--control-sweep", default=None, help="FIELD=v1,v2,... for the controls (SFT learning rates "
+                   "are another scale)")
+    p.add_argument("--sweep-seeds", type=int, default=1, help="seeds per swept value (default 1)")
+    p.add_argument("--curve-points", type=int, default=None,
+                   help="accuracy evaluations during each run (default 6 on CPU, 0 on GPUs)")
+    p.add_argument("--curve-limit", type=int, default=100, help="validation problems per curve point")
+    p.add_argument("--config-dir", default="recipes/configs/embedded", help="folder with <recipe>.yaml")
+    p.add_argument("--launch-config", default=None, help="accelerate config, e.g. accelerate_configs/zero3.yaml")
+    p.add_argument("--num-processes", type=int, default=1)
+    p.add_argument("--output-dir", default="comparison", help="run folders (models, logs) and, by default, the report")
+    p.add_argument("--report-dir", default=None, help="where the report files go (default: --output-dir), e.g. a "
+                   "folder to commit without the run folders")
+    p.add_argument("--algo-args", action="append", default=[], metavar="ENTRY=ARGS",
+                   help="overrides for one entry, e.g. 'dapo=--dynamic_sampling_max_rounds 2' (repeatable)")
+    p.add_argument("--force", action="store_true", help="re-run runs whose summary.json exists")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the sweep commands, run nothing")
+    return p
+
+
+def _resolve(path, repo: Path) -> Path:
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path.resolve()
+    return (repo / path).resolve()
+
+
+def portable(text: str, *roots: Path) -> str:
+    """``text`` without this machine's absolute paths: the given roots become relative, the interpreter ``python``,
+    the home folder ``~``."""
+    for root in roots:
+        text = text.replace(str(root.resolve()) + "/", "")
+    return text.replace(sys.executable, "python").replace(str(Path.home()), "~")
+
+
+def _rel(path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+class Comparison:
+    """The comparison's state: arguments, each entry's budget fields, and the records of the runs."""
+
+    def __init__(self, args, extra, recipes_dir: Path):
+        self.args, self.extra, self.recipes_dir = args, extra, recipes_dir
+        repo = recipes_dir.parent
+        self.config_dir = _resolve(args.config_dir, repo)
+        self.launch_config = _resolve(args.launch_config, repo) if args.launch_config else None
+        self.out_dir = Path(args.output_dir).resolve()
+        controls = [] if args.controls.strip() in ("", "none") else args.controls.split(",")
+        self.labels = [a.strip() for a in args.algos.split(",") if a.strip()] + [c.strip() for c in controls]
+        for label in self.labels:
+            if label not in P.ALGOS and label not in P.CONTROLS:
+                raise P.CompareError(f"unknown entry {label!r}: algorithms {', '.join(P.ALGOS)}; controls "
+                                     f"{', '.join(P.CONTROLS)}")
+        self.seeds = ([int(s) for s in args.seed_list.split(",") if s.strip()] if args.seed_list
+                      else list(range(args.seeds)))
+        self.per_entry: dict[str, list[str]] = {}
+        for item in args.algo_args:
+            label, eq, rest = item.partition("=")
+            if not eq:
+                raise P.CompareError(f"--algo-args wants ENTRY=ARGS, got {item!r}")
+            self.per_entry.setdefault(label.strip(), []).extend(shlex.split(rest))
+        self.sweep, self.control_sweep = P.parse_sweep(args.sweep), P.parse_sweep(args.control_sweep)
+        self.fields = {}
+        for label in self.labels:
+            recipe = P.recipe_of(label)
+            config = self.config_dir / f"{recipe}.yaml"
+            if not config.exists():
+                raise P.CompareError(f"no config {config} for {label!r}")
+            self.fields[label] = P.budget_fields(recipe, config, P.parse_overrides(self.entry_args(label)))
+        self.budget = P.Budget(args.budget, self._amount())
+        points = args.curve_points
+        if points is None:
+            from trl_ext.compare.runner import gpu_names
+
+            points = 0 if gpu_names() else 6
+        self.curve_points = points
+        self.records: list[dict] = []
+
+    def entry_args(self, label) -> list[str]:
+        sft = ["--sft_data", P.CONTROLS[label]] if label in P.CONTROLS else []
+        return [*sft, *self.extra, *self.per_entry.get(label, [])]
+
+    def _amount(self) -> float:
+        a = self.args
+        if a.budget == "prompts":
+            return a.prompts
+        if a.budget == "seconds":
+            return a.seconds
+        if a.samples is not None:
+            return a.samples
+        online = [f["max_steps"] * P.samples_per_step(f, a.num_processes) for label, f in self.fields.items()
+                  if label in P.ONLINE and f["max_steps"] > 0]
+        if not online:
+            raise P.CompareError("give --samples: no online algorithm's config sets max_steps")
+        return max(online)
+
+    def jobs(self, phase: str, picked: dict | None = None) -> list[P.Job]:
+        """The phase's jobs, online algorithms first (the fixed-data controls' time budget is their mean)."""
+        order = sorted(self.labels, key=lambda lb: (lb not in P.ONLINE, lb in P.CONTROLS))
+        jobs = []
+        for label in order:
+            grid = self.control_sweep if label in P.CONTROLS else self.sweep
+            if phase == "sweep":
+                if grid is None:
+                    continue
+                settings, seeds = [(grid[0], v) for v in grid[1]], list(range(self.args.sweep_seeds))
+            else:
+                settings, seeds = [picked.get(label) if picked else None], self.seeds
+            for setting in settings:
+                for seed in seeds:
+                    where = [phase, label] + ([f"{setting[0]}={setting[1]}"] if setting else []) + [f"seed{seed}"]
+                    jobs.append(P.Job(label, phase, seed, setting, self.out_dir.joinpath(*where)))
+        return jobs
+
+    def control_seconds(self, phase: str) -> float | None:
+        secs = [train_seconds(r["summary"]) for r in self.records
+                if r["phase"] == phase and r["label"] in P.ONLINE and r.get("summary")]
+        secs = [s for s in secs if s]
+        return statistics.fmean(secs) if secs else None
+
+    def command(self, job: P.Job) -> list[str]:
+        recipe = P.recipe_of(job.label)
+        seconds = self.control_seconds(job.phase)
+        if seconds is None and self.args.dry_run:
+            seconds = "<mean training seconds of the online runs>"
+        budget, steps = P.budget_args(job.label, self.fields[job.label], self.budget, self.args.num_processes,
+                                      seconds)
+        job.planned_steps = steps
+        extra = [*self.entry_args(job.label), *budget, *P.phase_args(job.phase),
+                 *P.curve_args(steps, self.curve_points, self.args.curve_limit), *P.setting_args(job.setting)]
+        return build_command(self.recipes_dir / f"{recipe}_math.py", self.config_dir / f"{recipe}.yaml", job.seed,
+                             job.run_dir, extra, self.launch_config, self.args.num_processes)
+
+    def run(self, jobs, progress: Progress) -> None:
+        for job in jobs:
+            try:
+                cmd = self.command(job)
+            except P.CompareError as err:
+                rec = {"status": "failed", "error": str(err), "summary": None, "seconds": None, "log": None,
+                       "command": None, "run_dir": str(job.run_dir)}
+            else:
+                rec = run_one(cmd, job.run_dir, force=self.args.force, timeout=self.args.timeout,
+                              dry_run=self.args.dry_run)
+            rec.update(label=job.label, phase=job.phase, seed=job.seed, setting=job.setting)
+            if self.args.dry_run and rec.get("command"):
+                print(f"[compare] {job.name}: {rec['command']}", flush=True)
+                continue
+            if rec.get("summary"):
+                rec["history"] = load_history(job.run_dir)
+                rec["correct_before"] = load_correctness(job.run_dir, "before")
+                rec["correct_after"] = load_correctness(job.run_dir, "after")
+            self.records.append(rec)
+            status = rec["error"] or rec.get("note") or (f"{rec['seconds']:.0f} s" if rec["seconds"] else "")
+            print(f"[compare] {job.name}: {rec['status']} {status} ({progress.update(rec)})", flush=True)
+
+    def picks(self) -> dict:
+        """Each swept entry's value with the best validation flexible accuracy after training."""
+        picked = {}
+        for label in self.labels:
+            runs = [r for r in self.records if r["phase"] == "sweep" and r["label"] == label]
+            if not runs:
+                continue
+            scores: dict = {}
+            for r in runs:
+                acc = ((r.get("summary") or {}).get("after") or {}).get("flexible")
+                scores.setdefault(r["setting"][1], []).extend([acc["accuracy"]] if acc else [])
+            try:
+                value, _ = P.pick_best(scores)
+            except P.CompareError:
+                print(f"[compare] {label}: no sweep run finished; the test phase uses its config's value", flush=True)
+                continue
+            picked[label] = (runs[0]["setting"][0], value)
+        return picked
+
+
+def sweep_table(records, picked) -> tuple[list[str], list[list[str]]]:
+    rows = {}
+    for r in (r for r in records if r["phase"] == "sweep"):
+        acc = ((r.get("summary") or {}).get("after") or {}).get("flexible")
+        cell = rows.setdefault(r["label"], {}).setdefault(r["setting"][1], [])
+        cell.append(100 * acc["accuracy"] if acc else None)
+    values = list(dict.fromkeys(v for cells in rows.values() for v in cells))
+    body = []
+    for label, cells in rows.items():
+        line = [label]
+        for v in values:
+            accs = [a for a in cells.get(v, []) if a is not None]
+            text = f"{statistics.fmean(accs):.1f}" if accs else ("failed" if v in cells else "-")
+            line.append(f"**{text}**" if picked.get(label, (None, None))[1] == v else text)
+        body.append(line)
+    return ["entry", *values], body
+
+
+def budget_table(rows) -> tuple[list[str], list[list[str]]]:
+    from trl_ext.compare.markdown import fmt
+
+    body = [[r["label"], fmt(r.get("samples"), 0), fmt(r.get("steps"), 0), fmt(r.get("tokens"), 0),
+             fmt(r.get("train_s"), 0), fmt(r.get("wall_s"), 0)] for r in rows if "samples" in r]
+    return ["entry", "samples generated", "optimizer steps", "tokens (num_tokens)", "train s", "run wall s"], body
+
+
+def run_rows(records, out_dir) -> list[list[str]]:
+    body = []
+    for r in records:
+        s = r.get("summary") or {}
+        acc = [f"{100 * s[t]['flexible']['accuracy']:.1f}" if (s.get(t) or {}).get("flexible") else "n/a"
+               for t in ("before", "after")]
+        secs = train_seconds(s)
+        body.append([r["phase"], r["label"], "=".join(r["setting"]) if r.get("setting") else "-", r["seed"],
+                     r["status"] if not r.get("error") else f"{r['status']}: {r['error'][:80]}", " -> ".join(acc),
+                     s.get("samples_generated", "n/a"), s.get("global_step", "n/a"),
+                     f"{secs:.0f}" if secs else "n/a", f"`{_rel(r['log'], out_dir)}`" if r.get("log") else "-"])
+    return body
+
+
+def main(argv=None, recipes_dir=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    full_argv, extra = list(argv), []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    args = build_parser().parse_args(argv)
+    recipes_dir = Path(recipes_dir or Path.cwd() / "recipes").resolve()
+    comp = Comparison(args, extra, recipes_dir)
+    comp.out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_jobs = comp.jobs("sweep")
+    test_total = len(comp.labels) * len(comp.seeds)
+    print(f"[compare] budget: {comp.budget.kind} {comp.budget.amount:g}; {len(sweep_jobs)} sweep runs (validation), "
+          f"{test_total} test runs; curve points per run: {comp.curve_points}", flush=True)
+    progress = Progress(len(sweep_jobs) + test_total)
+    comp.run(sweep_jobs, progress)
+    if args.dry_run:
+        print("[compare] then the test phase, with each entry's value picked on validation:", flush=True)
+    picked = {} if args.dry_run else comp.picks()
+    for label, setting in picked.items():
+        print(f"[compare] {label}: picked {setting[0]}={setting[1]} on validation", flush=True)
+    comp.run(comp.jobs("test", picked), progress)
+    if args.dry_run:
+        return 0
+
+    rows = aggregate(comp.records, picked)
+    paired = paired_table(rows)
+    threshold, speed = speed_table(comp.records)
+    phen = phenomena_summary(comp.records)
+    from trl_ext.compare.plots import make_plots
+
+    out = Path(args.report_dir).resolve() if args.report_dir else comp.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(comp.records, rows, out)
+    command = shlex.join(["python", "recipes/compare_gsm8k.py", *full_argv])
+    meta = {
+        "title": "Comparison of RL algorithms and controls on " + _rel(comp.config_dir, recipes_dir.parent),
+        "command": command, "date": datetime.date.today().isoformat(), "machine_line": machine_line(),
+        "machine": machine_info(), "plots": plots,
+        "protocol": protocol_lines(comp, picked),
+        "sweep_note": ("Validation greedy flexible accuracy after training (%), mean over the sweep seeds; bold: "
+                       "picked. The validation problems are carved from the training problems and never trained "
+                       "on; the test split is not used in this phase." if sweep_jobs else
+                       "No sweep (each entry used its config's values)."),
+    }
+    text = format_report(meta, rows, paired, sweep_table(comp.records, picked), threshold, speed,
+                         readings(phen, rows, speed, paired), budget_table(rows), run_rows(comp.records, comp.out_dir))
+    roots = (comp.out_dir, recipes_dir.parent, Path.cwd())
+    (out / "results.md").write_text(portable(text, *roots))
+    (out / "readme_table.md").write_text(readme_table(rows) + "\n")
+    write_csv(rows, out / "results.csv")
+    slim = [{k: v for k, v in r.items() if k not in ("summary", "history", "correct_before", "correct_after")}
+            for r in comp.records]
+    clean_rows = [{k: v for k, v in r.items() if k != "correct"} for r in rows]
+    (out / "results.json").write_text(portable(json.dumps(
+        {"meta": meta, "rows": clean_rows, "paired": paired, "speed": speed, "threshold": threshold,
+         "phenomena": phen, "picked": picked, "runs": slim}, indent=2, default=str), *roots))
+    print("\n" + readme_table(rows), flush=True)
+    print(f"\n[compare] wrote {out / 'results.md'} (+ .csv, .json, {len(plots)} figures)", flush=True)
+    return 0 if all(r["status"] != "failed" for r in comp.records) else 1
+
+
+def protocol_lines(comp: Comparison, picked: dict) -> list[str]:
+    b, a = comp.budget, comp.args
+    unit = {"samples": "completions generated (DAPO's refills and DPO/RFT sampling included)",
+            "prompts": "training prompts (DPO: pairs)", "seconds": "training seconds"}[b.kind]
+    lines = [f"Budget: {b.amount:g} {unit} per run; the fixed-data SFT controls get the online algorithms' mean "
+             "training time." if b.kind == "samples" else f"Budget: {b.amount:g} {unit} per run.",
+             f"Sweep: {a.sweep or 'none'} for the algorithms, {a.control_sweep or 'none'} for the controls, "
+             f"{a.sweep_seeds} seed(s) each, scored on the validation split; test phase seeds: "
+             f"{', '.join(map(str, comp.seeds))}.",
+             f"Launch: {'accelerate launch' if comp.launch_config or a.num_processes > 1 else 'python'}, "
+             f"{a.num_processes} process(es) per run"
+             + (f", `{_rel(comp.launch_config, comp.recipes_dir.parent)}`" if comp.launch_config else "") + ".",
+             f"Accuracy during training: {comp.curve_points} greedy evaluations per run on {a.curve_limit} validation "
+             "problems." if comp.curve_points else "Accuracy during training: off.",
+             "Evaluation: greedy, flexible (last number) and strict (last `#### N`) scoring on the test split; "
+             "sampled mean@k in each run's summary."]
+    if comp.extra:
+        lines.append(f"Recipe overrides for every run: `{shlex.join(comp.extra)}`.")
+    lines.append(f"Run folders (models, logs, histories; the log paths below are relative to it): "
+                 f"`{portable(str(comp.out_dir), Path.cwd())}`.")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

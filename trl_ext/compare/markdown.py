@@ -1,0 +1,94 @@
+"""The comparison's report as Markdown and CSV, from the rows of ``trl_ext.compare.report``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+
+def md_table(header, body) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in body])
+
+
+def fmt(stat: dict | None, digits=1, sign=False) -> str:
+    """``mean ± sd`` of a ``mean_sd_ci`` dict (``n/a`` when empty)."""
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    text = f.format(stat["mean"])
+    return text + (f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else "")
+
+
+def interval(ci, digits=1) -> str:
+    return f"[{ci[0] + 0.0:+.{digits}f}, {ci[1] + 0.0:+.{digits}f}]" if ci else "n/a"
+
+
+def summary_table(rows) -> tuple[list[str], list[list[str]]]:
+    header = ["entry", "supervision", "setting", "seeds", "flexible before -> after %", "gain (mean ± sd)",
+              "gain 95% CI", "strict after %", "samples", "steps", "train s"]
+    body = []
+    for r in rows:
+        setting = "=".join(r["setting"]) if r.get("setting") else "-"
+        before = f"{r['before']:.1f}" if r.get("before") is not None else "n/a"
+        seeds = f"{r['seeds_ok']}/{r['seeds_total']}"
+        body.append([r["label"], r["supervision"], setting, seeds, f"{before} -> {fmt(r['after'])}",
+                     fmt(r["gain"], sign=True), interval(r.get("gain_ci95")), fmt(r.get("strict_after")),
+                     fmt(r.get("samples"), 0), fmt(r.get("steps"), 0), fmt(r.get("train_s"), 0)])
+    return header, body
+
+
+def readme_table(rows) -> str:
+    """The five-column summary the README shows."""
+    body = [[r["label"], f"{r['before']:.1f} -> {fmt(r['after'])}" if r.get("before") is not None else "n/a",
+             fmt(r["gain"], sign=True), interval(r.get("gain_ci95")), fmt(r.get("samples"), 0)] for r in rows]
+    seeds = max((r["seeds_ok"] for r in rows if r["label"] != "start model"), default=0)
+    return md_table(["entry", "flexible before -> after %", f"gain ({seeds} seeds)", "gain 95% CI", "samples"], body)
+
+
+def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_rows, runs) -> str:
+    parts = [f"# {meta['title']}", "", "Made by:", "", "```", meta["command"], "```", ""]
+    parts += [f"{meta['date']}; {meta['machine_line']}", "", "## Protocol", ""]
+    parts += [f"- {line}" for line in meta["protocol"]] + [""]
+    parts += ["## Results (test split)", "", md_table(*summary_table(rows)), ""]
+    parts += [("Gain: flexible accuracy after minus before in points; mean ± sd over seeds, and the 95% interval "
+               "of a paired bootstrap over test problems x seeds. Setting: the swept value picked on validation.")]
+    failures = [f"- {r['label']} seed {f['seed']}: {f['error']}" for r in rows for f in r.get("failures", [])]
+    if failures:
+        parts += ["", "Failed runs:", "", *failures]
+    parts += ["", "## Paired differences (test split, flexible accuracy)", ""]
+    parts += ["A minus B in points, paired bootstrap over the same test problems x seeds (10,000 draws). \"Better\" "
+              "only where the 95% interval excludes 0.", ""]
+    parts += [md_table(["A", "B", "A - B", "95% CI", "p", "reading"],
+                       [[p["a"], p["b"], f"{p['difference']:+.1f}", interval(p["ci95"]), f"{p['p']:.3f}",
+                         p["verdict"]] for p in paired]), ""]
+    parts += ["## Speed: samples and seconds to reach the threshold", ""]
+    if threshold is None:
+        parts += ["No accuracy curve was logged (run with curve points > 0).", ""]
+    else:
+        parts += [f"Threshold: 90% of the best final validation accuracy = {threshold:.1f}%. Per entry, over seeds "
+                  "(mean ± sd of the seeds that reached it).", ""]
+        parts += [md_table(["entry", "final validation %", "seeds reaching", "samples", "train s"],
+                           [[s["label"], f"{s['final']:.1f}", f"{s['reached']}/{s['seeds']}", fmt(s["samples"], 0),
+                             fmt(s["train_s"], 1)] for s in speed]), ""]
+    parts += ["## What the curves show", "", *[f"- {line}" for line in readings], ""]
+    parts += ["Figures:", "", *[f"- `{p}`: {t}" for p, t in meta["plots"]], ""]
+    parts += ["## Sweep (validation split)", "", meta["sweep_note"], ""]
+    if sweep[1]:
+        parts += [md_table(*sweep), ""]
+    parts += ["## Budget used (test phase, mean per run)", "", md_table(*budget_rows), ""]
+    parts += ["## Runs", "", md_table(["phase", "entry", "setting", "seed", "status", "flexible before -> after",
+                                        "samples", "steps", "train s", "log"], runs), ""]
+    parts += ["## Machine and versions", "", *[f"- {k}: {v}" for k, v in meta["machine"].items()], ""]
+    return "\n".join(parts)
+
+
+def write_csv(rows, path) -> None:
+    keys = ["label", "supervision", "setting", "seeds_ok", "seeds_total", "before", "after", "gain", "gain_ci95",
+            "strict_after", "samples", "steps", "tokens", "train_s", "wall_s"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for r in rows:
+            w.writerow([json.dumps(r.get(k)) if isinstance(r.get(k), list | dict | tuple) else r.get(k, "")
+                        for k in keys])

@@ -1,0 +1,179 @@
+"""Planning the comparison: which runs, with which budget arguments, in which order (pure; nothing runs here).
+
+The protocol has two phases. **Sweep**: every entry (algorithm or control) runs once per value of the swept field
+(``--sweep FIELD=v1,v2``; the controls have their own grid, ``--control-sweep``) at the budget, trained on the
+training split and scored on the *validation* split, which is carved from the training problems (never the test
+split). **Test**: each entry's value with the best validation flexible accuracy, over the seeds, scored on the test
+split. Every run of both phases logs held-out accuracy during training on the validation split.
+
+The budget (``--budget``):
+
+* ``samples`` (default): completions generated. Online RL (GRPO, DAPO, GSPO, PPO) gets ``--max_samples S`` and, as
+  an upper bound, ``--max_steps ceil(S / samples_per_step)`` with ``samples_per_step = per_device_train_batch_size x
+  processes x gradient_accumulation_steps / num_iterations`` (what one optimizer step consumes); DAPO's refill rounds
+  count, so it stops after fewer steps. DPO and RFT spend ``S`` before training (k samples for S / k questions).
+  The SFT controls on fixed data (warm-start data, gold solutions) sample nothing: they get the wall time the
+  online algorithms trained, on average, in the same phase (``--max_train_seconds``).
+* ``prompts``: ``--max_steps round(P / prompts_per_step)``, prompts per step = completions per step /
+  (num_generations x num_iterations); DPO: one pair = one prompt.
+* ``seconds``: ``--max_train_seconds T`` for every entry (``--max_steps`` a large bound).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl_ext.recipe.config import load_recipe_yaml
+
+ALGOS = ("ppo", "dpo", "grpo", "dapo", "gspo")
+ONLINE = ("ppo", "grpo", "dapo", "gspo")
+# label -> --sft_data of recipes/sft_math.py
+CONTROLS = {"rft": "rft", "sft-warm-start": "warm_start", "sft-gold": "gold"}
+BUDGETS = ("samples", "prompts", "seconds")
+UNBOUNDED_STEPS = 1_000_000
+# Dataclass defaults (TrainingArguments / GRPOConfig in TRL 1.16) for keys that a YAML leaves unset.
+BUDGET_DEFAULTS = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_generations": 8,
+                   "num_iterations": 1, "max_steps": -1}
+ALGO_DEFAULTS = {"ppo": {"num_generations": 1}, "dpo": {"num_generations": 1}, "sft": {"num_generations": 1}}
+
+
+class CompareError(ValueError):
+    """A comparison cannot be planned (bad arguments); runs that fail are reported in the table instead."""
+
+
+def recipe_of(label: str) -> str:
+    """The recipe that runs an entry: the algorithm's own, or ``sft`` for a control."""
+    return "sft" if label in CONTROLS else label
+
+
+def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
+    """``"learning_rate=1e-5,2e-5"`` -> ``("learning_rate", ["1e-5", "2e-5"])``."""
+    if not text:
+        return None
+    name, eq, values = text.partition("=")
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not eq or not name.strip() or not vals:
+        raise CompareError(f"a sweep is FIELD=v1,v2,... (e.g. learning_rate=1e-5,2e-5), got {text!r}")
+    return name.strip().removeprefix("--"), vals
+
+
+def parse_overrides(args) -> dict[str, str]:
+    """``--key value`` / ``--key=value`` pairs of a recipe command line (values as strings; the last one wins)."""
+    out: dict[str, str] = {}
+    args = list(args)
+    for i, arg in enumerate(args):
+        if not arg.startswith("--") or arg == "--":
+            continue
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("--") else "true"
+        out[key] = value
+    return out
+
+
+def budget_fields(recipe: str, config_path, overrides: dict) -> dict:
+    """The fields that decide what one optimizer step consumes: YAML chain, dataclass defaults, then overrides."""
+    values, _ = load_recipe_yaml(config_path)
+    fields = {**BUDGET_DEFAULTS, **ALGO_DEFAULTS.get(recipe, {})}
+    for key in fields:
+        if key in overrides:
+            fields[key] = overrides[key]
+        elif values.get(key) is not None:
+            fields[key] = values[key]
+    return {k: int(v) for k, v in fields.items()}
+
+
+def samples_per_step(fields: dict, num_processes: int) -> float:
+    """Completions one optimizer step of an online algorithm trains on (a rollout reused num_iterations times counts
+    once)."""
+    completions = fields["per_device_train_batch_size"] * num_processes * fields["gradient_accumulation_steps"]
+    return completions / fields["num_iterations"]
+
+
+def prompts_per_step(recipe: str, fields: dict, num_processes: int) -> float:
+    completions = fields["per_device_train_batch_size"] * num_processes * fields["gradient_accumulation_steps"]
+    if recipe in ("dpo", "sft"):
+        return float(completions)  # pairs / examples
+    return completions / (fields["num_generations"] * fields["num_iterations"])
+
+
+@dataclass
+class Budget:
+    kind: str  # samples | prompts | seconds
+    amount: float
+
+    def __post_init__(self):
+        if self.kind not in BUDGETS:
+            raise CompareError(f"--budget must be one of {', '.join(BUDGETS)}, got {self.kind!r}")
+        if not self.amount or self.amount <= 0:
+            raise CompareError(f"the {self.kind} budget must be > 0, got {self.amount}")
+
+
+def budget_args(label: str, fields: dict, budget: Budget, num_processes: int, control_seconds: float | None):
+    """``(recipe arguments, planned optimizer steps or None)`` that give ``label`` the budget."""
+    recipe = recipe_of(label)
+    if budget.kind == "seconds":
+        return ["--max_train_seconds", f"{budget.amount:g}", "--max_steps", str(UNBOUNDED_STEPS)], None
+    if budget.kind == "prompts":
+        if label in CONTROLS:
+            return [], fields["max_steps"] if fields["max_steps"] > 0 else None
+        steps = max(1, round(budget.amount / prompts_per_step(recipe, fields, num_processes)))
+        return ["--max_steps", str(steps)], steps
+    if recipe in ONLINE:
+        steps = math.ceil(budget.amount / samples_per_step(fields, num_processes))
+        return ["--max_samples", str(int(budget.amount)), "--max_steps", str(steps)], steps
+    if recipe == "dpo" or CONTROLS.get(label) == "rft":
+        return ["--max_samples", str(int(budget.amount))], fields["max_steps"] if fields["max_steps"] > 0 else None
+    if control_seconds is None:
+        raise CompareError(f"{label}: its time budget comes from the online algorithms' runs, and none finished")
+    seconds = f"{control_seconds:.1f}" if isinstance(control_seconds, float | int) else str(control_seconds)
+    return ["--max_train_seconds", seconds, "--max_steps", str(UNBOUNDED_STEPS)], None
+
+
+@dataclass
+class Job:
+    """One run: ``label`` (algorithm or control) x ``setting`` (the swept value, or None) x ``seed`` in ``phase``."""
+
+    label: str
+    phase: str  # sweep | test
+    seed: int
+    setting: tuple[str, str] | None
+    run_dir: Path
+    args: list[str] = field(default_factory=list)
+    planned_steps: int | None = None
+
+    @property
+    def name(self) -> str:
+        value = f" {self.setting[0]}={self.setting[1]}" if self.setting else ""
+        return f"{self.phase} {self.label}{value} seed {self.seed}"
+
+
+def curve_args(steps: int | None, points: int, limit: int) -> list[str]:
+    """Accuracy-curve arguments for about ``points`` evaluations over ``steps`` optimizer steps (0 points: off)."""
+    if points <= 0:
+        return []
+    every = max(1, math.ceil(steps / points)) if steps and steps < UNBOUNDED_STEPS else 50  # time budget: a guess
+    return ["--eval_curve_steps", str(every), "--eval_curve_limit", str(limit), "--eval_curve_split", "validation"]
+
+
+def phase_args(phase: str) -> list[str]:
+    """The sweep scores on the validation split (carved from the training problems), greedy only (it picks by
+    greedy accuracy); the test phase on test."""
+    if phase == "sweep":
+        return ["--dataset_test_split", "validation", "--eval_num_samples", "0"]
+    return ["--dataset_test_split", "test"]
+
+
+def setting_args(setting) -> list[str]:
+    return [f"--{setting[0]}", setting[1]] if setting else []
+
+
+def pick_best(results: dict) -> tuple[str, float]:
+    """``{value: [validation flexible accuracies over sweep seeds]}`` -> the value with the highest mean (the first
+    listed on a tie) and that mean."""
+    scored = [(v, sum(a) / len(a)) for v, a in results.items() if a]
+    if not scored:
+        raise CompareError("no sweep run of this entry finished")
+    return max(scored, key=lambda item: item[1])

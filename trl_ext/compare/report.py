@@ -1,0 +1,248 @@
+"""The comparison's numbers from finished runs (pure: records in, rows and Markdown out).
+
+A *record* is one run: ``label``, ``phase`` (sweep | test), ``seed``, ``setting`` (``[field, value]`` or None),
+``status``, ``error``, ``summary`` (the recipe's ``summary.json``), ``history`` (its log entries) and
+``correct_before`` / ``correct_after`` (per test problem, 1 if the greedy answer was right, flexible scoring).
+Accuracies are percentages from here on. The start model is a row of its own (``START``), built from the
+before-training evaluations.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from trl_ext.compare.stats import first_reaching, mean_sd_ci, paired_bootstrap
+
+START = "start model"
+SUPERVISION = {
+    "ppo": "final-answer reward (RL)", "grpo": "final-answer reward (RL)", "dapo": "final-answer reward (RL)",
+    "gspo": "final-answer reward (RL)", "dpo": "final-answer check of its own samples (pairs)",
+    "rft": "final-answer check of its own samples (SFT)", "sft-warm-start": "the warm start's own data (SFT)",
+    "sft-gold": "reference worked solutions (SFT, oracle)", START: "none (no training)",
+}
+# (history key, title) of the phenomena figures and readings; the PPO critic's and DAPO's own keys included
+PHENOMENA = {
+    "entropy": "policy entropy (nats per token)",
+    "frac_reward_zero_std": "fraction of zero-std groups (generated)",
+    "dapo/kept_group_frac": "DAPO: kept fraction of generated groups",
+    "dapo/generation_rounds": "DAPO: generation rounds per batch",
+    "completions/mean_length": "mean completion length (tokens)",
+    "clip_ratio/low_mean": "clip fraction, low side",
+    "clip_ratio/high_mean": "clip fraction, high side",
+    "kl": "KL to the reference",
+    "ppo/kl": "PPO: per-token KL to the reference",
+    "ppo/value_loss": "PPO: value loss",
+    "ppo/explained_variance": "PPO: explained variance of the returns",
+}
+
+
+def _acc(summary, tag, mode="flexible"):
+    e = (summary or {}).get(tag) or {}
+    return 100 * e[mode]["accuracy"] if e.get(mode) else None
+
+
+def train_seconds(summary) -> float | None:
+    """Training wall time without the accuracy-curve evaluations."""
+    if not summary or summary.get("train_seconds") is None:
+        return None
+    return summary["train_seconds"] - (summary.get("curve_eval_seconds") or 0.0)
+
+
+def curve_points(record) -> list[dict]:
+    """The run's accuracy curve: ``{step, samples, train_s, flexible (%)}`` per point, by step."""
+    pts = [{"step": h["curve/step"], "samples": h.get("samples"), "train_s": h.get("curve/train_s"),
+            "flexible": 100 * h["curve/flexible"]} for h in record.get("history") or [] if "curve/step" in h]
+    return sorted(pts, key=lambda p: p["step"])
+
+
+def _last_num_tokens(history):
+    vals = [h["num_tokens"] for h in history or [] if isinstance(h.get("num_tokens"), int | float)]
+    return vals[-1] if vals else None
+
+
+def labels_of(records, phase="test") -> list[str]:
+    return list(dict.fromkeys(r["label"] for r in records if r["phase"] == phase))
+
+
+def aggregate(records: list[dict], picked: dict | None = None, draws: int = 10_000) -> list[dict]:
+    """One row per entry of the test phase (in first-seen order), preceded by the start model."""
+    test = [r for r in records if r["phase"] == "test"]
+    rows = []
+    ok_all = [r for r in test if r.get("summary")]
+    befores = [r["correct_before"] for r in ok_all if r.get("correct_before")]
+    if befores:
+        acc = [100 * statistics.fmean(b) for b in befores]
+        rows.append({"label": START, "supervision": SUPERVISION[START], "seeds_ok": 1, "seeds_total": 1,
+                     "after": mean_sd_ci(acc[:1]), "before": acc[0], "gain": mean_sd_ci([0.0]), "gain_ci95": None,
+                     "failures": [], "correct": [befores[0]]})
+    for label in labels_of(records):
+        runs = [r for r in test if r["label"] == label]
+        ok = [r for r in runs if r.get("summary")]
+        sums = [r["summary"] for r in ok]
+        row = {"label": label, "supervision": SUPERVISION.get(label, ""), "seeds_ok": len(ok),
+               "seeds_total": len(runs), "setting": (picked or {}).get(label),
+               "failures": [{"seed": r["seed"], "error": r.get("error"), "log": r.get("log")}
+                            for r in runs if not r.get("summary")]}
+        row["before"] = statistics.fmean(a) if (a := [x for s in sums if (x := _acc(s, "before")) is not None]) \
+            else None
+        row["after"] = mean_sd_ci([_acc(s, "after") for s in sums])
+        row["strict_after"] = mean_sd_ci([_acc(s, "after", "strict") for s in sums])
+        row["gain"] = mean_sd_ci([(s.get("gain_points") or {}).get("flexible") for s in sums])
+        pairs = [(r["correct_after"], r["correct_before"]) for r in ok if r.get("correct_after") and
+                 r.get("correct_before")]
+        row["correct"] = [a for a, _ in pairs]
+        row["gain_ci95"] = None
+        if pairs:
+            boot = paired_bootstrap([a for a, _ in pairs], [b for _, b in pairs], draws=draws)
+            row["gain_ci95"] = [100 * x for x in boot["ci95"]]
+        row["samples"] = mean_sd_ci([s.get("samples_generated") for s in sums])
+        row["steps"] = mean_sd_ci([s.get("global_step") for s in sums])
+        row["tokens"] = mean_sd_ci([_last_num_tokens(r.get("history")) for r in ok])
+        row["train_s"] = mean_sd_ci([train_seconds(s) for s in sums])
+        row["wall_s"] = mean_sd_ci([r.get("seconds") for r in ok])
+        rows.append(row)
+    return rows
+
+
+def paired_table(rows: list[dict], draws: int = 10_000) -> list[dict]:
+    """Every pair of rows with test-problem correctness: the paired-bootstrap difference of flexible accuracy."""
+    out = []
+    usable = [r for r in rows if r.get("correct")]
+    for i, first in enumerate(usable):
+        for second in usable[i + 1:]:
+            if len(first["correct"][0]) != len(second["correct"][0]):
+                continue
+            a, b = (second, first) if first["label"] == START else (first, second)  # "entry minus the start model"
+            boot = paired_bootstrap(a["correct"], b["correct"], draws=draws)
+            lo, hi = (100 * x for x in boot["ci95"])
+            verdict = (f"{a['label']} better" if lo > 0 else f"{b['label']} better" if hi < 0
+                       else "no difference shown")
+            out.append({"a": a["label"], "b": b["label"], "difference": 100 * boot["difference"], "ci95": [lo, hi],
+                        "p": boot["p"], "verdict": verdict})
+    return out
+
+
+def speed_table(records: list[dict], fraction: float = 0.9) -> tuple[float | None, list[dict]]:
+    """Samples and training seconds each entry needed to first reach ``fraction`` x the best final validation
+    accuracy (the highest mean over seeds of the last curve point), per seed; mean +- sd over the seeds that
+    reached it."""
+    test = [r for r in records if r["phase"] == "test" and r.get("summary")]
+    finals = {}
+    for label in labels_of(records):
+        last = [pts[-1]["flexible"] for r in test if r["label"] == label and (pts := curve_points(r))]
+        if last:
+            finals[label] = statistics.fmean(last)
+    if not finals:
+        return None, []
+    threshold = fraction * max(finals.values())
+    out = []
+    for label in finals:
+        runs = [r for r in test if r["label"] == label]
+        samples = [first_reaching(curve_points(r), threshold, "samples") for r in runs]
+        if all(len({p["samples"] for p in curve_points(r)}) <= 1 for r in runs):
+            samples = [None] * len(runs)  # sampled before training (DPO, RFT) or never: no samples-to-threshold
+        seconds = [first_reaching(curve_points(r), threshold, "train_s") for r in runs]
+        out.append({"label": label, "final": finals[label], "reached": sum(s is not None for s in seconds),
+                    "seeds": len(runs), "samples": mean_sd_ci(samples), "train_s": mean_sd_ci(seconds)})
+    return threshold, out
+
+
+def _series(history, key):
+    return [(h["step"], h[key]) for h in history or [] if isinstance(h.get(key), int | float) and "step" in h]
+
+
+def phenomena_summary(records: list[dict]) -> dict:
+    """Per phenomenon and entry: the metric's mean over the first and the last third of each run's logged steps,
+    averaged over the seeds (only entries that log it)."""
+    test = [r for r in records if r["phase"] == "test" and r.get("history")]
+    out = {}
+    for key in PHENOMENA:
+        per = {}
+        for label in labels_of(records):
+            early, late = [], []
+            for r in (r for r in test if r["label"] == label):
+                s = _series(r["history"], key)
+                if len(s) >= 3:
+                    third = max(1, len(s) // 3)
+                    early.append(statistics.fmean(v for _, v in s[:third]))
+                    late.append(statistics.fmean(v for _, v in s[-third:]))
+            if early:
+                per[label] = {"early": statistics.fmean(early), "late": statistics.fmean(late)}
+        if per:
+            out[key] = per
+    return out
+
+
+def _cmp(a, b, what) -> str:
+    word = "above" if a > b else "below" if a < b else "equal to"
+    return f"{what}: {a:.3g} vs {b:.3g} ({word})"
+
+
+RL = ("ppo", "dpo", "grpo", "dapo", "gspo")
+
+
+def where_rl_wins(paired: list[dict]) -> list[str]:
+    """One sentence per control: which RL entries beat it, which lose to it, and which are not told apart, by the
+    paired intervals."""
+    out = []
+    for control in ("rft", "sft-warm-start", "sft-gold", START):
+        wins, losses, ties = [], [], []
+        for p in paired:
+            if {p["a"], p["b"]} & {control} and ({p["a"], p["b"]} - {control}) & set(RL):
+                rl = p["a"] if p["b"] == control else p["b"]
+                diff = p["difference"] if p["a"] == rl else -p["difference"]
+                lo, hi = p["ci95"] if p["a"] == rl else (-p["ci95"][1], -p["ci95"][0])
+                diff, lo, hi = diff + 0.0, lo + 0.0, hi + 0.0  # no "-0.0"
+                text = f"{rl} {diff:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                (wins if lo > 0 else losses if hi < 0 else ties).append(text)
+        if wins or losses or ties:
+            out.append(f"RL vs {control} ({SUPERVISION[control]}), paired difference in points: "
+                       + "; ".join(f"{name}: {', '.join(x)}" for name, x in (("better", wins), ("worse", losses),
+                                                                            ("not told apart", ties)) if x) + ".")
+    return out
+
+
+def readings(phen: dict, rows: list[dict], speed: list[dict], paired: list[dict] | None = None) -> list[str]:
+    """Sentences that state what the numbers show, each with its numbers (no claim the numbers do not carry)."""
+    out = where_rl_wins(paired or [])
+    ent = phen.get("entropy", {})
+    if ent:
+        out.append("Entropy, first third -> last third of training: " + ", ".join(
+            f"{k} {v['early']:.3f} -> {v['late']:.3f}" for k, v in ent.items()) + ".")
+        if "dapo" in ent and "grpo" in ent:
+            out.append("Clip-higher (DAPO) vs GRPO, " + _cmp(ent["dapo"]["late"], ent["grpo"]["late"],
+                                                             "late entropy") + ".")
+    zs = phen.get("frac_reward_zero_std", {})
+    if zs:
+        out.append("Share of generated groups with zero reward spread (no gradient), early -> late: " + ", ".join(
+            f"{k} {v['early']:.2f} -> {v['late']:.2f}" for k, v in zs.items()) + ".")
+    kept, rounds = phen.get("dapo/kept_group_frac", {}).get("dapo"), phen.get("dapo/generation_rounds", {}).get("dapo")
+    if kept and rounds:
+        out.append(f"DAPO's dynamic sampling kept {kept['early']:.2f} -> {kept['late']:.2f} of the generated groups, "
+                   f"with {rounds['early']:.2f} -> {rounds['late']:.2f} generation rounds per batch: every group it "
+                   "trains on has a reward spread, while the other algorithms' share of such groups is one minus "
+                   "the zero-std share above.")
+    length = phen.get("completions/mean_length", {})
+    if length:
+        out.append("Mean completion length (tokens), early -> late: " + ", ".join(
+            f"{k} {v['early']:.1f} -> {v['late']:.1f}" for k, v in length.items()) + ".")
+    lo, hi = phen.get("clip_ratio/low_mean", {}), phen.get("clip_ratio/high_mean", {})
+    if lo or hi:
+        out.append("Clip fractions over the last third (low / high): " + ", ".join(
+            f"{k} {lo.get(k, {}).get('late', float('nan')):.4f} / {hi.get(k, {}).get('late', float('nan')):.4f}"
+            for k in dict.fromkeys([*lo, *hi])) + ".")
+    for key in ("kl", "ppo/kl"):
+        if phen.get(key):
+            out.append(f"{PHENOMENA[key]}, early -> late: " + ", ".join(
+                f"{k} {v['early']:.4f} -> {v['late']:.4f}" for k, v in phen[key].items()) + ".")
+    vl, ev = phen.get("ppo/value_loss", {}).get("ppo"), phen.get("ppo/explained_variance", {}).get("ppo")
+    if vl and ev:
+        out.append(f"PPO's critic: value loss {vl['early']:.4f} -> {vl['late']:.4f}, explained variance "
+                   f"{ev['early']:.3f} -> {ev['late']:.3f}.")
+    if speed:
+        fastest = min((s for s in speed if s["samples"]["mean"] is not None and s["reached"] == s["seeds"]),
+                      key=lambda s: s["samples"]["mean"], default=None)
+        if fastest:
+            out.append(f"Fewest samples to the threshold (all seeds reaching it): {fastest['label']} "
+                       f"({fastest['samples']['mean']:.0f}); see the speed table for the spread.")
+    return out
