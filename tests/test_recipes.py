@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from trl_ext.configs import RECIPE_CONFIGS as CONFIGS
-from trl_ext.recipe.algorithms import ALGORITHMS, get_algorithm
+from trl_ext.recipe.algorithms import ALGORITHMS, algorithm_names, get_algorithm
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 HARDWARE_KEYS = {"bf16", "fp16", "tf32", "dtype", "use_vllm", "vllm_mode", "ddp_backend", "use_cpu"}
-ALGOS = [a.name for a in ALGORITHMS]
+RECIPE_NAMES = algorithm_names()  # every entry of the table: its YAMLs are parsed
+ALGOS = algorithm_names(controls=False)  # the compared algorithms: trained in 2-process launches here and in test_resume
 
 
 def length_reward(completions, **kwargs):
@@ -30,7 +31,7 @@ def dataclass_types(algo):
 
 def algo_of(path: Path) -> str | None:
     stem = path.stem
-    return stem if stem in ALGOS else None
+    return stem if stem in RECIPE_NAMES else None
 
 
 def all_recipe_yamls():
@@ -74,7 +75,7 @@ def test_every_recipe_yaml_parses(path):
         assert objs, key
         if isinstance(value, int | float) and not isinstance(value, bool) and key not in HARDWARE_KEYS:
             assert float(getattr(objs[0], key)) == pytest.approx(float(value)), key  # numbers arrive as numbers
-    if algo_of(path) != "dpo":
+    if get_algorithm(algo_of(path)).online:
         assert script_args.reward_funcs
 
 
@@ -92,12 +93,12 @@ def test_every_yaml_is_reachable_from_a_recipe_yaml():
 
 def test_every_algorithm_has_its_configs_and_script():
     """One table entry, one YAML per config folder, one script: an algorithm is complete only with all three, and
-    every recipe YAML and script belongs to a table entry."""
+    every recipe YAML and script belongs to a table entry. A control (SFT) needs only its embedded YAML."""
     model_folders = [p for p in (CONFIGS / "gsm8k").iterdir() if p.is_dir() and any(p.glob("*.yaml"))]
     assert model_folders
     for algo in ALGORITHMS:
         assert algo.default_config_path() == CONFIGS / "embedded" / f"{algo.name}.yaml"
-        for folder in [CONFIGS / "embedded", *model_folders]:
+        for folder in [CONFIGS / "embedded", *([] if algo.control else model_folders)]:
             assert (folder / f"{algo.name}.yaml").is_file(), (algo.name, folder)
         script = RECIPES / algo.script_name
         assert script.is_file(), script
@@ -111,10 +112,11 @@ def test_every_algorithm_has_its_configs_and_script():
 def test_algorithm_lookup_and_config_defaults():
     from trl_ext.recipe.algorithms import UnknownAlgorithmError
 
-    assert [a.name for a in ALGORITHMS] == ["ppo", "dpo", "grpo", "dapo", "gspo"]
+    assert [a.name for a in ALGORITHMS] == ["ppo", "dpo", "grpo", "dapo", "gspo", "sft"]
+    assert ALGOS == ["ppo", "dpo", "grpo", "dapo", "gspo"]  # without the SFT control
     assert get_algorithm("DAPO") is get_algorithm("dapo")
-    with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'sft'; known algorithms: ppo, dpo, grpo, dapo, gspo"):
-        get_algorithm("sft")
+    with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'kto'; known algorithms: ppo, dpo, grpo, dapo, gspo, sft"):
+        get_algorithm("kto")
     # the dataclass defaults that the comparison's budget falls back on (its hand-copied BUDGET_DEFAULTS)
     budget = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations",
               "max_steps", "num_train_epochs"]
@@ -123,7 +125,10 @@ def test_algorithm_lookup_and_config_defaults():
     assert get_algorithm("ppo").config_defaults(["num_generations"]) == {"num_generations": 1}
     assert get_algorithm("dpo").config_defaults(["num_generations", "beta"]) == {"beta": 0.1}  # no num_generations
     trainers = {a.name: a.trainer_class().__module__.split(".")[0] for a in ALGORITHMS}
-    assert trainers == {"ppo": "trl_ext", "dpo": "trl", "grpo": "trl", "dapo": "trl_ext", "gspo": "trl_ext"}
+    assert trainers == {"ppo": "trl_ext", "dpo": "trl", "grpo": "trl", "dapo": "trl_ext", "gspo": "trl_ext", "sft": "trl"}
+    sft = get_algorithm("sft")
+    assert sft.run_label(sft.script_args_class()(sft_data="gold")) == "sft-gold"
+    assert get_algorithm("dapo").run_label(None) == "dapo"
 
 
 def test_importing_the_recipe_package_imports_no_torch():

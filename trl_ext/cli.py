@@ -1,8 +1,9 @@
 """The ``trl-ext`` command.
 
-    trl-ext train ALGO [recipe args...]   train one algorithm of the table (ppo, dpo, grpo, dapo, gspo); no recipe
-                                         arguments: the embedded CPU testbed. Same as recipes/<algo>_math.py.
-    trl-ext compare [args...]            every algorithm x seed at the same budget, one results table
+    trl-ext train ALGO [recipe args...]   train one entry of the algorithm table (ppo, dpo, grpo, dapo, gspo; sft:
+                                         the comparison's SFT controls); no recipe arguments: the embedded CPU
+                                         testbed. Same as recipes/<algo>_math.py.
+    trl-ext compare [args...]            the algorithms and controls at the same budget, one results report
     trl-ext eval --model PATH [args...]  held-out GSM8K evaluation of a saved model (also: trl-ext-eval)
     trl-ext configs [--path NAME]        the shipped recipe and accelerate configs (--path: the file of one of them)
 

@@ -6,8 +6,8 @@ comparison. Classes are named as ``"module:Class"`` strings and imported on firs
 ``trl_ext.recipe``) imports neither torch nor trl.
 
 Adding an algorithm = one ``Algorithm`` entry here + ``<name>.yaml`` in ``trl_ext/configs/recipes/embedded/`` (and in
-each ``gsm8k/<model>/`` folder) + a ``recipes/<name>_math.py`` script that calls ``main("<name>")``;
-``tests/test_recipes.py`` checks that all three exist for every entry.
+each ``gsm8k/<model>/`` folder; a control needs only the embedded one) + a ``recipes/<name>_math.py`` script that
+calls ``main("<name>")``; ``tests/test_recipes.py`` checks that all three exist for every entry.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class Algorithm:
     paper: str  # where the algorithm and its default settings come from
     changes: str  # what it changes compared with stock trl.GRPOTrainer
     online: bool = True  # an online RL trainer: gets reward_funcs and generates during training
+    control: bool = False  # a control of the comparison (SFT), not one of the compared algorithms
+    label_arg: str | None = None  # script argument appended to the run's label: sft + --sft_data rft -> "sft-rft"
 
     # -- the classes ----------------------------------------------------------------------------------------------
     def script_args_class(self) -> type:
@@ -66,6 +68,10 @@ class Algorithm:
     def dataclass_types(self) -> tuple[type, type, type]:
         """``(script arguments, config, trl.ModelConfig)``: what the recipe's ``TrlParser`` is built from."""
         return self.script_args_class(), self.config_class(), load_object(MODEL_CONFIG)
+
+    def run_label(self, script_args) -> str:
+        """The name a run of this entry reports (``summary.json``'s ``algo``)."""
+        return f"{self.name}-{getattr(script_args, self.label_arg)}" if self.label_arg else self.name
 
     # -- configs --------------------------------------------------------------------------------------------------
     @property
@@ -176,13 +182,31 @@ ALGORITHMS: tuple[Algorithm, ...] = (
         changes="the importance ratio and its clip are per sequence (length-normalised), not per token; loss_type "
         "grpo, beta 0; each rollout batch is split into 4 minibatch updates so that the clip acts",
     ),
+    Algorithm(
+        name="sft",
+        description="the comparison's SFT controls: stock trl.SFTTrainer on rejection-sampled (--sft_data rft), "
+        "warm-start or gold worked-solution data",
+        script_args_spec="trl_ext.recipe.controls:SFTScriptArguments",
+        config_spec="trl:SFTConfig",
+        trainer_spec="trl:SFTTrainer",
+        training_data_spec="trl_ext.recipe.controls:sft_dataset_for_run",
+        default_config="embedded/sft.yaml",
+        paper="RFT: Yuan et al. 2023, arXiv 2308.01825 (rejection-sampling fine-tuning); gold: SFT on reference "
+        "solutions (an oracle)",
+        changes="not RL: supervised fine-tuning on a fixed dataset built before training (rft spends the samples "
+        "budget on sampling the start model and keeps verified answers), no rewards during training",
+        online=False,
+        control=True,
+        label_arg="sft_data",
+    ),
 )
 
 _BY_NAME = {a.name: a for a in ALGORITHMS}
 
 
-def algorithm_names() -> list[str]:
-    return [a.name for a in ALGORITHMS]
+def algorithm_names(controls: bool = True) -> list[str]:
+    """The table's names in order; ``controls=False``: only the compared algorithms (no SFT control)."""
+    return [a.name for a in ALGORITHMS if controls or not a.control]
 
 
 def get_algorithm(name: str) -> Algorithm:

@@ -30,6 +30,6 @@ def main(algo: str | Algorithm, argv: list[str] | None = None) -> dict:
 
     parser = TrlParser(algorithm.dataclass_types())
     parsed = parse_recipe_args(parser, default_config=algorithm.default_config_path(), args=argv)
-    run = RecipeRun(algorithm.name, *parsed, source=parsed.source)
+    run = RecipeRun(algorithm.run_label(parsed[0]), *parsed, source=parsed.source)
     trainer = algorithm.build_trainer(run)
     return run.train_and_evaluate(trainer)
