@@ -327,20 +327,21 @@ def test_dpo_pair_sampling_resumes_chunk_by_chunk(tiny_model_path, tmp_path, mon
     """Finished chunks are kept on disk, so a killed run samples only what is missing; two ranks (two
     processes sharing the cache) split the chunks and end with the same pairs, which one process alone rebuilds."""
     import trl_ext.recipe.dpo_pairs as dpo_pairs
+    import trl_ext.recipe.sampling as sampling
     from trl_ext.data.gsm8k import load_gsm8k
 
     questions = load_gsm8k("synthetic", "train", num_examples=64, seed=0)
     settings = dict(num_samples=2, temperature=1.0, max_new_tokens=8, batch_size=64, chosen_fallback="reference",
                     seed=0, backend="hf")
     sampled = []
-    real = dpo_pairs.sample_records
+    real = sampling.sample_records
 
     def counting(*args, **kwargs):
         for chunk, records in real(*args, **kwargs):
             sampled.append(chunk)
             yield chunk, records
 
-    monkeypatch.setattr(dpo_pairs, "sample_records", counting)
+    monkeypatch.setattr(sampling, "sample_records", counting)
     # rank 1 in a process of its own (sampling seeds torch's global generator, which threads would share)
     import subprocess
     import sys

@@ -7,7 +7,7 @@ it uses (``SUPERVISION``):
   question, the ones whose final answer verifies are kept (distinct texts, at most ``rft_max_per_question`` per
   question) and fine-tuned on. It sees final-answer checks only, like RL, so it is the like-for-like baseline; it
   spends the samples budget (``max_samples``) on sampling ``max_samples // rft_num_samples`` questions (shared out
-  over the ranks and cached like DPO's samples: ``trl_ext.recipe.dpo_pairs.shared_records``).
+  over the ranks and cached like DPO's samples: ``trl_ext.recipe.sampling.shared_records``).
 * ``warm_start`` -- more SFT on the embedded warm start's own data (its second stage's direct/worked mix): the same
   information the start model already had; run for the wall time RL trains (``max_train_seconds``).
 * ``gold`` -- SFT on the reference worked solutions: an *oracle*, since it sees solution text that RL never sees.
@@ -92,13 +92,13 @@ def sft_dataset_for_run(run):
 
     from accelerate import PartialState
 
-    from trl_ext.recipe.dpo_pairs import default_cache_dir, pairs_key, shared_records
+    from trl_ext.recipe.sampling import cache_key, default_cache_dir, shared_records
 
     settings = dict(num_samples=s.rft_num_samples, temperature=s.rft_temperature,
                     max_new_tokens=s.rft_max_new_tokens or s.eval_max_new_tokens, batch_size=s.rft_sample_batch_size,
                     seed=run.training_args.seed)
     desc = {"source": s.dataset_source, "split": s.dataset_train_split, "rows": len(questions), **s.dataset_kwargs()}
-    parts = default_cache_dir().parent / "rft_samples" / pairs_key(run.model_path, {**settings, "dataset": desc})
+    parts = default_cache_dir().parent / "rft_samples" / cache_key(run.model_path, {**settings, "dataset": desc})
     state = PartialState()
     start = time.time()
     # shared out over the ranks and kept on disk: a sweep over learning rates samples once

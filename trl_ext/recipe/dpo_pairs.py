@@ -4,40 +4,30 @@ model, verify them with the strict GSM8K check, and pair a correct completion (c
 Optionally (``chosen_fallback="reference"``) a question with no correct sample pairs the reference solution
 (chosen, off-policy) with its incorrect samples.
 
-Every rank samples its share of the questions (chunk by chunk, each chunk saved as it finishes, so a killed run
-resumes); the pairs are cached as a ``datasets`` dataset on disk, keyed by a hash of the start model (path and
+Every rank samples its share of the questions (``trl_ext.recipe.sampling``: chunk by chunk, each chunk saved as it
+finishes, so a killed run resumes); the pairs are cached as a ``datasets`` dataset on disk, keyed by a hash of the start model (path and
 checkpoint timestamps) and every setting that changes them, so reruns reuse them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
-CACHE_VERSION = "3"  # 2: explicit sampling config, only terminated chosen; 3: chunk-seeded sampling
+# the sampling and cache helpers, also importable from here as before
+from trl_ext.recipe.sampling import (  # noqa: F401
+    cache_key,
+    chunk_bounds,
+    default_cache_dir,
+    sample_records,
+    shared_records,
+)
 
-
-def _model_fingerprint(model_path: str) -> dict:
-    path = Path(model_path)
-    if not path.is_dir():
-        return {"model": model_path}
-    files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + [path / "config.json"]
-    return {
-        "model": str(path.resolve()),
-        "files": {f.name: [f.stat().st_size, int(f.stat().st_mtime)] for f in files if f.exists()},
-    }
-
-
-def pairs_key(model_path: str, settings: dict) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, **_model_fingerprint(model_path), **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+pairs_key = cache_key  # the name of the pair cache's key before the helpers moved to trl_ext.recipe.sampling
 
 
 def make_pairs(records, solutions, max_pairs_per_question: int = 1, chosen_fallback: str = "none"):
@@ -70,40 +60,6 @@ def make_pairs(records, solutions, max_pairs_per_question: int = 1, chosen_fallb
         stats["pairs"] += n
     stats["questions_without_pair"] = stats["questions"] - stats["questions_with_pair"]
     return rows, stats
-
-
-def _chunk_seed(seed: int, start: int) -> int:
-    """Sampling seed of the chunk that starts at question ``start``: the same whichever rank samples it."""
-    return int.from_bytes(hashlib.sha256(f"{seed}-{start}".encode()).digest()[:4], "big")
-
-
-def sample_records(model_path: str, dataset, chunks, *, num_samples: int = 4, temperature: float = 1.0,
-                   max_new_tokens: int = 256, batch_size: int = 64, backend: str = "hf", seed: int = 0,
-                   done=None):
-    """Sample and verify ``num_samples`` completions for the questions of each ``(start, end)`` chunk of ``dataset``,
-    the model loaded once; each chunk is seeded by ``(seed, start)``, so a chunk gives the same records on any rank
-    and in any run. Yields ``(chunk, records)``; chunks for which ``done(chunk)`` is true are skipped."""
-    from trl_ext.eval import _use_vllm, evaluate, load_model
-    from trl_ext.recipe.distributed import zero3_init_disabled
-
-    todo = [c for c in chunks if done is None or not done(c)]
-    if not todo:
-        return
-    with zero3_init_disabled():
-        if _use_vllm(backend):
-            from transformers import AutoTokenizer
-
-            model, tokenizer = None, AutoTokenizer.from_pretrained(model_path)
-        else:
-            model, tokenizer = load_model(model_path)
-        for start, end in todo:
-            _, records = evaluate(
-                model, tokenizer, dataset.select(range(start, end)), num_samples=num_samples, temperature=temperature,
-                max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False, model_path=model_path,
-                seed=_chunk_seed(seed, start),
-            )
-            yield (start, end), records
-    del model
 
 
 def pairs_from_records(records, dataset, max_pairs_per_question: int = 1, chosen_fallback: str = "none"):
@@ -153,24 +109,6 @@ def build_onpolicy_pairs(
     return pairs_from_records(records, dataset, max_pairs_per_question, chosen_fallback)
 
 
-def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
-    """``[(0, c), (c, 2c), ...]`` over ``n`` questions: the unit of sharding (rank r samples chunks r, r+W, ...) and
-    of resuming (a finished chunk is on disk)."""
-    return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
-
-
-def default_cache_dir() -> Path:
-    from trl_ext.models.tiny import default_cache_dir as root
-
-    return root() / "dpo_pairs"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: dict | None = None, rank: int = 0,
                    world_size: int = 1, chunk_size: int = 256, poll_seconds: float = 0.5, **settings):
     """On-policy pairs, sampled by all ranks and cached on disk. Returns ``(Dataset, stats, cache path)``.
@@ -183,7 +121,7 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
     import datasets
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = pairs_key(model_path, {**settings, "dataset": dataset_desc or {}, "rows": len(dataset),
+    key = cache_key(model_path, {**settings, "dataset": dataset_desc or {}, "rows": len(dataset),
                                  "chunk_size": chunk_size})
     final = root / f"pairs-{key}"
     stats_file = final / "pair_stats.json"
@@ -213,31 +151,6 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
             shutil.rmtree(tmp, ignore_errors=True)
     stats["cached"] = False
     return pairs, stats, final
-
-
-def shared_records(model_path: str, dataset, parts: Path, *, rank: int = 0, world_size: int = 1,
-                   chunk_size: int = 256, poll_seconds: float = 0.5, **sample_settings) -> list[dict]:
-    """Verified samples of every question of ``dataset``, sampled by all ranks: rank ``r`` samples chunks ``r, r + W,
-    ...`` (``sample_records``) and writes each finished chunk to ``parts`` atomically, skipping chunks already there
-    (a killed run resumes; a rerun with the same ``parts`` samples nothing); then every rank waits *on the files* for
-    the others' chunks (no collective, so no ``ddp_timeout`` can expire) and returns all records in question order."""
-    parts.mkdir(parents=True, exist_ok=True)
-    chunks = chunk_bounds(len(dataset), chunk_size)
-
-    def part(chunk) -> Path:
-        return parts / f"chunk-{chunk[0]:08d}-{chunk[1]:08d}.json"
-
-    for chunk, records in sample_records(model_path, dataset, chunks[rank::world_size],
-                                         done=lambda c: part(c).exists(), **sample_settings):
-        _write_atomically(part(chunk), json.dumps(records))
-    waited, last_log = time.time(), time.time()
-    while missing := [c for c in chunks if not part(c).exists()]:
-        if time.time() - last_log > 60:
-            logger.warning("sampling: rank %d waits for %d chunks of other ranks (%.0f s)", rank, len(missing),
-                           time.time() - waited)
-            last_log = time.time()
-        time.sleep(poll_seconds)
-    return [r for c in chunks for r in json.loads(part(c).read_text())]
 
 
 def pairs_for_run(run):
