@@ -53,12 +53,8 @@ def train(argv: list[str]) -> int:
 
 
 def compare(argv: list[str]) -> int:
-    try:
-        from trl_ext.compare.cli import main
-    except ModuleNotFoundError as err:
-        if err.name not in ("trl_ext.compare", "trl_ext.compare.cli"):
-            raise
-        from trl_ext.recipe.compare import main  # until trl_ext.compare exists
+    from trl_ext.compare.cli import main
+
     return main(argv) or 0
 
 
