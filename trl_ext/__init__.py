@@ -4,7 +4,7 @@ Importing ``trl_ext`` is cheap: the trainers and configs (which import trl, tran
 on first attribute access.
 """
 
-from importlib import import_module
+from trl_ext._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -20,12 +20,7 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trl_ext' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 def __dir__():

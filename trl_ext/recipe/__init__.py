@@ -28,8 +28,8 @@ Importing this package imports neither torch, deepspeed nor trl; ``RecipeRun`` a
 on first access.
 """
 
-from importlib import import_module
 
+from trl_ext._lazy import lazy_getattr
 from trl_ext.recipe.algorithms import ALGORITHMS, Algorithm, algorithm_names, get_algorithm
 from trl_ext.recipe.args import (
     REWARD_FUNCS,
@@ -67,9 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trl_ext.recipe' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)

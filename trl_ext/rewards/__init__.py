@@ -7,7 +7,7 @@ arguments), ``guard`` (the error policy). The public names below are loaded on f
 module (``DAPOTrainer`` imports ``length``) does not load the others.
 """
 
-from importlib import import_module
+from trl_ext._lazy import lazy_getattr
 
 _LAZY = {
     "MODES": "trl_ext.rewards.answers",
@@ -28,12 +28,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trl_ext.rewards' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 def __dir__():
