@@ -11,9 +11,8 @@ the phenomena. The protocol is in trl_ext/compare/plan.py; `--help` lists the op
 """
 
 import sys
-from pathlib import Path
 
 from trl_ext.compare.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(recipes_dir=Path(__file__).resolve().parent))
+    sys.exit(main())

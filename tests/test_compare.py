@@ -78,7 +78,7 @@ def test_sweep_runs_never_score_on_the_test_split(tmp_path):
     args = build_parser().parse_args(["--algos", "grpo,dpo", "--controls", "rft", "--sweep", "learning_rate=1,2",
                                       "--control-sweep", "learning_rate=3", "--output-dir", str(tmp_path),
                                       "--dry-run"])
-    comp = Comparison(args, [], RECIPES)
+    comp = Comparison(args, [])
     sweep = comp.jobs("sweep")
     assert [(j.label, j.setting[1]) for j in sweep] == [("grpo", "1"), ("grpo", "2"), ("dpo", "1"), ("dpo", "2"),
                                                         ("rft", "3")]
@@ -257,7 +257,7 @@ def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "_launch", no_launch)
     start = time.time()
-    assert cli.main(toy_args(out, tiny_model_path), recipes_dir=RECIPES) == 0 and time.time() - start < 60
+    assert cli.main(toy_args(out, tiny_model_path)) == 0 and time.time() - start < 60
     again = json.loads((out / "results.json").read_text())
     assert {r["status"] for r in again["runs"]} == {"reused"} and again["picked"] == results["picked"]
 

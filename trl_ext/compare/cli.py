@@ -54,8 +54,9 @@ def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
     p.add_argument("--curve-points", type=int, default=None,
                    help="accuracy evaluations during each run (default 6 on CPU, 0 on GPUs)")
     p.add_argument("--curve-limit", type=int, default=100, help="validation problems per curve point")
-    p.add_argument("--config-dir", default="recipes/configs/embedded", help="folder with <recipe>.yaml")
-    p.add_argument("--launch-config", default=None, help="accelerate config, e.g. accelerate_configs/zero3.yaml")
+    p.add_argument("--config-dir", default="embedded", help="folder with <recipe>.yaml: a path, or a shipped one "
+                   "(embedded, gsm8k/qwen2.5-0.5b-instruct; `trl-ext configs` lists them)")
+    p.add_argument("--launch-config", default=None, help="accelerate config: a path or a shipped name (zero3)")
     p.add_argument("--num-processes", type=int, default=1)
     p.add_argument("--output-dir", default="comparison", help="run folders (models, logs) and, by default, the report")
     p.add_argument("--report-dir", default=None, help="where the report files go (default: --output-dir), e.g. a "
@@ -66,13 +67,6 @@ def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds per run")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the sweep commands, run nothing")
     return p
-
-
-def _resolve(path, repo: Path) -> Path:
-    path = Path(path)
-    if path.is_absolute() or path.exists():
-        return path.resolve()
-    return (repo / path).resolve()
 
 
 def portable(text: str, *roots: Path) -> str:
@@ -93,11 +87,11 @@ def _rel(path, base: Path) -> str:
 class Comparison:
     """The comparison's state: arguments, each entry's budget fields, and the records of the runs."""
 
-    def __init__(self, args, extra, recipes_dir: Path):
-        self.args, self.extra, self.recipes_dir = args, extra, recipes_dir
-        repo = recipes_dir.parent
-        self.config_dir = _resolve(args.config_dir, repo)
-        self.launch_config = _resolve(args.launch_config, repo) if args.launch_config else None
+    def __init__(self, args, extra):
+        from trl_ext.configs import resolve_config
+
+        self.args, self.extra = args, extra
+        self.launch_config = resolve_config(args.launch_config, "accelerate") if args.launch_config else None
         self.out_dir = Path(args.output_dir).resolve()
         controls = [] if args.controls.strip() in ("", "none") else args.controls.split(",")
         self.labels = [a.strip() for a in args.algos.split(",") if a.strip()] + [c.strip() for c in controls]
@@ -117,9 +111,10 @@ class Comparison:
         self.fields = {}
         for label in self.labels:
             recipe = P.recipe_of(label)
-            config = self.config_dir / f"{recipe}.yaml"
-            if not config.exists():
-                raise P.CompareError(f"no config {config} for {label!r}")
+            try:
+                config = self.config(recipe)
+            except FileNotFoundError as err:
+                raise P.CompareError(f"no config for {label!r}: {err}") from None
             self.fields[label] = P.budget_fields(recipe, config, P.parse_overrides(self.entry_args(label)))
         self.budget = P.Budget(args.budget, self._amount())
         points = args.curve_points
@@ -129,6 +124,11 @@ class Comparison:
             points = 0 if gpu_names() else 6
         self.curve_points = points
         self.records: list[dict] = []
+
+    def config(self, recipe: str) -> Path:
+        from trl_ext.configs import resolve_config
+
+        return resolve_config(str(Path(self.args.config_dir) / f"{recipe}.yaml"), "recipe")
 
     def entry_args(self, label) -> list[str]:
         sft = ["--sft_data", P.CONTROLS[label]] if label in P.CONTROLS else []
@@ -182,8 +182,8 @@ class Comparison:
         job.planned_steps = steps
         extra = [*self.entry_args(job.label), *budget, *P.phase_args(job.phase),
                  *P.curve_args(steps, self.curve_points, self.args.curve_limit), *P.setting_args(job.setting)]
-        return build_command(self.recipes_dir / f"{recipe}_math.py", self.config_dir / f"{recipe}.yaml", job.seed,
-                             job.run_dir, extra, self.launch_config, self.args.num_processes)
+        return build_command(recipe, self.config(recipe), job.seed, job.run_dir, extra, self.launch_config,
+                             self.args.num_processes)
 
     def run(self, jobs, progress: Progress) -> None:
         for job in jobs:
@@ -267,15 +267,14 @@ def run_rows(records, out_dir) -> list[list[str]]:
     return body
 
 
-def main(argv=None, recipes_dir=None) -> int:
+def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     full_argv, extra = list(argv), []
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
-    recipes_dir = Path(recipes_dir or Path.cwd() / "recipes").resolve()
-    comp = Comparison(args, extra, recipes_dir)
+    comp = Comparison(args, extra)
     comp.out_dir.mkdir(parents=True, exist_ok=True)
     sweep_jobs = comp.jobs("sweep")
     test_total = len(comp.labels) * len(comp.seeds)
@@ -303,7 +302,7 @@ def main(argv=None, recipes_dir=None) -> int:
     plots = make_plots(comp.records, rows, out)
     command = shlex.join(["python", "recipes/compare_gsm8k.py", *full_argv])
     meta = {
-        "title": "Comparison of RL algorithms and controls on " + _rel(comp.config_dir, recipes_dir.parent),
+        "title": f"Comparison of RL algorithms and controls on the `{args.config_dir}` configs",
         "command": command, "date": datetime.date.today().isoformat(), "machine_line": machine_line(),
         "machine": machine_info(), "plots": plots,
         "protocol": protocol_lines(comp, picked),
@@ -314,7 +313,9 @@ def main(argv=None, recipes_dir=None) -> int:
     }
     text = format_report(meta, rows, paired, sweep_table(comp.records, picked), threshold, speed,
                          readings(phen, rows, speed, paired), budget_table(rows), run_rows(comp.records, comp.out_dir))
-    roots = (comp.out_dir, recipes_dir.parent, Path.cwd())
+    from trl_ext.configs import CONFIG_ROOT
+
+    roots = (comp.out_dir, CONFIG_ROOT.parent.parent, Path.cwd())
     (out / "results.md").write_text(portable(text, *roots))
     (out / "readme_table.md").write_text(readme_table(rows) + "\n")
     write_csv(rows, out / "results.csv")
@@ -340,7 +341,7 @@ def protocol_lines(comp: Comparison, picked: dict) -> list[str]:
              f"{', '.join(map(str, comp.seeds))}.",
              f"Launch: {'accelerate launch' if comp.launch_config or a.num_processes > 1 else 'python'}, "
              f"{a.num_processes} process(es) per run"
-             + (f", `{_rel(comp.launch_config, comp.recipes_dir.parent)}`" if comp.launch_config else "") + ".",
+             + (f", `{a.launch_config}`" if comp.launch_config else "") + ".",
              f"Accuracy during training: {comp.curve_points} greedy evaluations per run on {a.curve_limit} validation "
              "problems." if comp.curve_points else "Accuracy during training: off.",
              "Evaluation: greedy, flexible (last number) and strict (last `#### N`) scoring on the test split; "

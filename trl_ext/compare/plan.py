@@ -25,18 +25,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trl_ext.recipe.algorithms import ALGORITHMS, algorithm_names, get_algorithm
 from trl_ext.recipe.config import load_recipe_yaml
 
-ALGOS = ("ppo", "dpo", "grpo", "dapo", "gspo")
-ONLINE = ("ppo", "grpo", "dapo", "gspo")
-# label -> --sft_data of recipes/sft_math.py
+ALGOS = tuple(algorithm_names(controls=False))
+ONLINE = tuple(a.name for a in ALGORITHMS if a.online and not a.control)
+# label -> --sft_data of the sft recipe (the algorithm table's control)
 CONTROLS = {"rft": "rft", "sft-warm-start": "warm_start", "sft-gold": "gold"}
 BUDGETS = ("samples", "prompts", "seconds")
 UNBOUNDED_STEPS = 1_000_000
-# Dataclass defaults (TrainingArguments / GRPOConfig in TRL 1.16) for keys that a YAML leaves unset.
-BUDGET_DEFAULTS = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "num_generations": 8,
-                   "num_iterations": 1, "max_steps": -1}
-ALGO_DEFAULTS = {"ppo": {"num_generations": 1}, "dpo": {"num_generations": 1}, "sft": {"num_generations": 1}}
+BUDGET_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations",
+                 "max_steps")
 
 
 class CompareError(ValueError):
@@ -74,9 +73,10 @@ def parse_overrides(args) -> dict[str, str]:
 
 
 def budget_fields(recipe: str, config_path, overrides: dict) -> dict:
-    """The fields that decide what one optimizer step consumes: YAML chain, dataclass defaults, then overrides."""
+    """The fields that decide what one optimizer step consumes: YAML chain, the config class's defaults (a config
+    without groups or rollout reuse, DPO's or SFT's, counts 1 of each), then overrides."""
     values, _ = load_recipe_yaml(config_path)
-    fields = {**BUDGET_DEFAULTS, **ALGO_DEFAULTS.get(recipe, {})}
+    fields = {"num_generations": 1, "num_iterations": 1, **get_algorithm(recipe).config_defaults(BUDGET_FIELDS)}
     for key in fields:
         if key in overrides:
             fields[key] = overrides[key]

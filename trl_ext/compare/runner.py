@@ -39,18 +39,21 @@ def gpu_names() -> tuple[str, ...]:
     return tuple(ln.strip() for ln in out.stdout.splitlines() if ln.strip()) if out.returncode == 0 else ()
 
 
-def build_command(script, config, seed, run_dir, extra=(), launch_config=None, num_processes=1) -> list[str]:
-    """The recipe command line: plain python for one process without a launch config, else ``accelerate launch``."""
+def build_command(recipe, config, seed, run_dir, extra=(), launch_config=None, num_processes=1) -> list[str]:
+    """The recipe command line, through the installed program (``trl_ext.cli train <recipe>``, what
+    ``recipes/<recipe>_math.py`` runs too): plain python for one process without a launch config, else
+    ``accelerate launch -m``."""
     recipe_args = ["--config", str(config), *map(str, extra), "--seed", str(seed), "--output_dir", str(run_dir)]
+    program = ["-m", "trl_ext.cli", "train", recipe, *recipe_args]
     if launch_config is None and num_processes == 1:
-        return [sys.executable, str(script), *recipe_args]
+        return [sys.executable, *program]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
            "--main_process_port", str(free_port())]
     if launch_config is not None:
         cmd += ["--config_file", str(launch_config)]
     if not gpu_names():
         cmd += ["--mixed_precision", "no"]  # CPU: fp32 (the project configs say bf16)
-    return cmd + [str(script), *recipe_args]
+    return cmd + program
 
 
 _ERROR_LINE = re.compile(r"^(?:\w+\.)*\w*(?:Error|Exception|Interrupt)\b.*|.*: error: .*|^Killed.*|.*Traceback.*")
