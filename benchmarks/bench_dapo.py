@@ -20,14 +20,14 @@ from pathlib import Path
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", WANDB_MODE="disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import random  # noqa: E402
+import random
 
-from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config  # noqa: E402
-from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config
+from transformers import AutoTokenizer, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
 
-from trl_ext import DAPOTrainer  # noqa: E402
-from trl_ext.models.tiny import build_tiny_model  # noqa: E402
+from trl_ext import DAPOTrainer
+from trl_ext.models.tiny import build_tiny_model
 
 
 class StepTimer(TrainerCallback):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 # the sampling and cache helpers, also importable from here as before
-from trl_ext.recipe.sampling import (  # noqa: F401
+from trl_ext.recipe.sampling import (
     cache_key,
     chunk_bounds,
     default_cache_dir,

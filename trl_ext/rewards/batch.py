@@ -24,7 +24,7 @@ def as_list(values) -> list:
     if isinstance(values, Sequence):
         try:
             return list(values)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return []
     return []
 

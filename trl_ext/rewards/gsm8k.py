@@ -61,7 +61,7 @@ def _score(completions, answer, mode: str) -> list[float]:
     for completion, gold in zip(items, golds):
         try:
             rewards.append(1.0 if is_correct(completion_text(completion), gold, mode=mode) else 0.0)
-        except Exception:  # noqa: BLE001
+        except Exception:
             rewards.append(0.0)
     return rewards
 
@@ -100,7 +100,7 @@ def format_reward(completions, **kwargs) -> list[float]:
     for completion in as_list(completions):
         try:
             rewards.append(1.0 if extract_answer(completion_text(completion), mode="strict") is not None else 0.0)
-        except Exception:  # noqa: BLE001
+        except Exception:
             rewards.append(0.0)
     return rewards
 

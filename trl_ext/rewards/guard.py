@@ -47,7 +47,7 @@ def guard_reward(fn, strict: bool = False):
         log_metric = kwargs.get("log_metric")
         try:
             values = list(fn(*args, completions=completions, **kwargs))
-        except Exception as err:  # noqa: BLE001 - the policy is to isolate the failing samples
+        except Exception as err:  # the policy is to isolate the failing samples
             if strict:
                 raise
             logger.warning("reward function %r raised %r on a batch of %d; scoring samples one by one", name, err, n)
@@ -77,6 +77,6 @@ def _one(fn, name, index, args, completions, kwargs, n):
     try:
         values = list(fn(*args, completions=[completions[index]], **sample_kwargs))
         return values[0] if len(values) == 1 else FAILED
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         logger.warning("reward function %r raised %r on sample %d: scored None", name, err, index)
         return FAILED

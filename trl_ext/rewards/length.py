@@ -41,7 +41,7 @@ def _overlong_one(length, max_completion_length: int, buffer_len: int, penalty_f
         if isinstance(length, (str, bytes, bool)) or length is None:
             return 0.0
         length = float(length)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return 0.0
     if not math.isfinite(length):
         return 0.0
@@ -102,11 +102,11 @@ class OverlongReward:
             for token_ids in ids:
                 try:
                     length = None if token_ids is None or isinstance(token_ids, (str, bytes)) else len(token_ids)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     length = None
                 rewards.append(_overlong_one(length, self.max_completion_length, self.buffer_len, self.penalty_factor))
             return rewards
-        except Exception:  # noqa: BLE001
+        except Exception:
             return [0.0] * len(as_list(completions))
 
 
