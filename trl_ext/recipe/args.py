@@ -106,6 +106,11 @@ class RecipeScriptArguments:
                   "them, logging how many)."},
     )
     eval_before: bool = field(default=True, metadata={"help": "Evaluate the start model on the held-out split."})
+    eval_before_cache: bool = field(
+        default=True,
+        metadata={"help": "Reuse the start model's evaluation when the same model files were evaluated with the same "
+                  "settings before ($TRL_EXT_CACHE/evaluations); false: evaluate it again."},
+    )
     eval_after: bool = field(default=True, metadata={"help": "Evaluate the trained model on the held-out split."})
     eval_limit: int | None = field(default=200, metadata={"help": "Held-out problems to evaluate (None: all)."})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "Generation budget of the evaluation."})

@@ -48,6 +48,50 @@ def evaluate_model(model_path, tag: str, script_args, output_dir) -> dict:
     return summary
 
 
+def _evaluation_settings(script_args) -> dict:
+    s = script_args
+    return {"kind": "evaluation", "source": s.dataset_source, "split": s.dataset_test_split, "limit": s.eval_limit,
+            "max_new_tokens": s.eval_max_new_tokens, "batch_size": s.eval_batch_size, "backend": s.eval_backend,
+            "num_samples": s.eval_num_samples if s.eval_num_samples > 1 else 0,
+            "temperature": s.eval_temperature if s.eval_num_samples > 1 else None, **s.dataset_kwargs()}
+
+
+def evaluate_start_model(model_path, script_args, output_dir, cache_dir=None) -> tuple[dict, bool]:
+    """The start model's evaluation into ``output_dir/eval_before*``, computed once per start model (path and weight
+    file stamps) and evaluation settings and kept in ``<cache>/evaluations/<key>``: the runs of a comparison all start
+    from one model, and its greedy pass and seeded sampled pass give the same numbers every time. Returns
+    ``(summary, reused)``."""
+    import os
+    import shutil
+    import tempfile
+
+    from trl_ext.models.tiny import default_cache_dir
+    from trl_ext.recipe.sampling import cache_key
+
+    output_dir = Path(output_dir)
+    root = Path(cache_dir) if cache_dir else default_cache_dir() / "evaluations"
+    cached = root / cache_key(str(model_path), _evaluation_settings(script_args))
+    names = ("eval_before", "eval_before_sampled")
+    if (cached / "eval_before" / "summary.json").exists():
+        for name in names:
+            if (cached / name).is_dir():
+                shutil.copytree(cached / name, output_dir / name, dirs_exist_ok=True)
+        log(f"the start model's evaluation is reused from {cached}")
+        return json.loads((output_dir / "eval_before" / "summary.json").read_text()), True
+    summary = evaluate_model(model_path, "before", script_args, output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=cached.name + ".tmp-", dir=root))
+    try:
+        for name in names:
+            if (output_dir / name).is_dir():
+                shutil.copytree(output_dir / name, tmp / name)
+        if not cached.exists():  # another run may have written it meanwhile
+            os.replace(tmp, cached)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary, False
+
+
 def same_evaluation(stored: dict, script_args, model_path) -> bool:
     """Whether a stored evaluation of the start model was made with the current evaluation settings."""
     s = script_args

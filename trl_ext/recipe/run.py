@@ -24,7 +24,7 @@ from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
 from trl_ext.recipe.callbacks import AccuracyCurveCallback, BudgetCallback, SampleCounter
 from trl_ext.recipe.checkpoints import resolve_resume, warn_checkpoints_inside_rollouts
 from trl_ext.recipe.distributed import ensure_full_save, print_result, shutdown_distributed, zero3_init_disabled
-from trl_ext.recipe.evaluation import evaluate_model, merge_lora, same_evaluation
+from trl_ext.recipe.evaluation import evaluate_model, evaluate_start_model, merge_lora, same_evaluation
 from trl_ext.recipe.hardware import log
 from trl_ext.recipe.prompts import check_prompt_lengths, check_rollout_fits, load_training_prompts
 from trl_ext.recipe.summary import format_run_summary, peak_memory, run_summary, wall_clock_callback
@@ -141,6 +141,11 @@ class RecipeRun:
             if stored is not None and same_evaluation(stored, self.script_args, self.model_path):
                 before = stored  # the start model did not change
                 log(f"resumed run: reusing the start model's evaluation {folder}")
+            elif self.script_args.eval_before_cache:
+                t0 = time.time()
+                before, reused = evaluate_start_model(self.model_path, self.script_args, self.training_args.output_dir)
+                self.phase_seconds["eval_before"] = time.time() - t0
+                self.extra["eval_before_reused"] = reused
             else:
                 t0 = time.time()
                 before = self.evaluate(self.model_path, "before")
