@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import random  # noqa: E402
 
-from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config  # noqa: E402
+from helpers.configs import tiny_dapo_config  # noqa: E402
+from helpers.rewards import KeepRateReward, keep_rate_dataset  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 

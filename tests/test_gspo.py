@@ -3,10 +3,13 @@
 import math
 import re
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+from helpers.configs import tiny_gspo_config
+from helpers.launch import TESTS, launch
+from helpers.rewards import length_reward
+from helpers.worker import tagged_records
 
 from trl_ext.core.gspo import (
     clipped_surrogate_loss,
@@ -147,17 +150,10 @@ def test_sequence_clip_fractions_on_crafted_batch():
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def make_config(tmp_path, **kwargs):
-    from trl_ext import GSPOConfig
-
-    defaults = {"output_dir": str(tmp_path), "bf16": False, "report_to": "none", "save_strategy": "no"}
-    return GSPOConfig(**{**defaults, **kwargs})
-
-
 def test_config_defaults(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        cfg = make_config(tmp_path, per_device_train_batch_size=4, num_generations=4)
+        cfg = tiny_gspo_config(tmp_path, per_device_train_batch_size=4, num_generations=4)
     assert cfg.importance_sampling_level == "sequence"
     assert cfg.loss_type == "grpo"
     assert (cfg.epsilon, cfg.epsilon_high, cfg.beta) == (3e-4, 4e-4, 0.0)
@@ -167,39 +163,34 @@ def test_config_defaults(tmp_path):
 
 def test_config_steps_per_generation(tmp_path):
     kw = {"per_device_train_batch_size": 4, "num_generations": 4}
-    assert make_config(tmp_path, gradient_accumulation_steps=3, **kw).steps_per_generation == 12
-    assert make_config(tmp_path, gradient_accumulation_steps=3, num_minibatches=2, **kw).steps_per_generation == 6
-    cfg = make_config(tmp_path, gradient_accumulation_steps=3, steps_per_generation=3, **kw)
+    assert tiny_gspo_config(tmp_path, gradient_accumulation_steps=3, **kw).steps_per_generation == 12
+    assert tiny_gspo_config(tmp_path, gradient_accumulation_steps=3, num_minibatches=2, **kw).steps_per_generation == 6
+    cfg = tiny_gspo_config(tmp_path, gradient_accumulation_steps=3, steps_per_generation=3, **kw)
     assert (cfg.steps_per_generation, cfg.generation_batch_size) == (3, 12)
-    cfg = make_config(tmp_path, gradient_accumulation_steps=2, generation_batch_size=8, **kw)
+    cfg = tiny_gspo_config(tmp_path, gradient_accumulation_steps=2, generation_batch_size=8, **kw)
     assert (cfg.steps_per_generation, cfg.generation_batch_size) == (2, 8)
     with pytest.raises(ValueError, match="num_minibatches"):
-        make_config(tmp_path, num_minibatches=0, **kw)
+        tiny_gspo_config(tmp_path, num_minibatches=0, **kw)
 
 
 @pytest.mark.parametrize("loss_type", ["dapo", "bnpo", "dr_grpo", "luspo", "cispo", "vespo"])
 def test_config_rejects_length_weighted_loss(tmp_path, loss_type):
     with pytest.raises(ValueError, match=re.escape("Use loss_type='grpo'")):
-        make_config(tmp_path, loss_type=loss_type)
+        tiny_gspo_config(tmp_path, loss_type=loss_type)
 
 
 def test_config_rejects_token_level_ratio_and_warns_on_token_clip(tmp_path):
     with pytest.raises(ValueError, match="importance_sampling_level='sequence'"):
-        make_config(tmp_path, importance_sampling_level="token")
+        tiny_gspo_config(tmp_path, importance_sampling_level="token")
     with pytest.warns(UserWarning, match="looks like a token-level value"):
-        make_config(tmp_path, epsilon=0.2, epsilon_high=None)
+        tiny_gspo_config(tmp_path, epsilon=0.2, epsilon_high=None)
     with pytest.warns(UserWarning, match="token-level"):
-        make_config(tmp_path, epsilon_high=0.28)
+        tiny_gspo_config(tmp_path, epsilon_high=0.28)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # GSPOTrainer
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def length_reward(completions, **kwargs):
-    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-    return [float(len(t)) / 10.0 for t in texts]
 
 
 def make_trainer(model_path, tmp_path, trainer_cls=None, num_examples=16, **cfg_kwargs):
@@ -216,7 +207,7 @@ def make_trainer(model_path, tmp_path, trainer_cls=None, num_examples=16, **cfg_
         "logging_steps": 1,
         "max_steps": 2,
     }
-    cfg = make_config(tmp_path, **{**kw, **cfg_kwargs})
+    cfg = tiny_gspo_config(tmp_path, **{**kw, **cfg_kwargs})
     return (trainer_cls or GSPOTrainer)(
         model=model_path,
         reward_funcs=length_reward,
@@ -347,9 +338,7 @@ def test_training_minibatch_updates_per_rollout(tiny_model_path, tmp_path):
 
 
 def test_deepspeed_zero3_two_processes(tiny_model_path, tmp_path):
-    from conftest import launch, tagged_records
-
-    worker = Path(__file__).parent / "dist" / "gspo_worker.py"
+    worker = TESTS / "dist" / "gspo_worker.py"
     proc = launch(worker, ["--model", tiny_model_path, "--output_dir", tmp_path / "out"], config="zero3", timeout=300)
     lines = tagged_records(proc.stdout, "GSPO_WORKER")
     assert len(lines) == 2, proc.stdout[-3000:]

@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, launch, tagged_records
+from helpers.launch import REPO, launch
+from helpers.worker import tagged_records
 
 pytestmark = pytest.mark.slow
 

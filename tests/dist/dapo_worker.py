@@ -3,16 +3,13 @@ Launched by tests/test_dapo.py under DDP, ZeRO-2 and ZeRO-3; prints one RESULT l
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for dapo_helpers
-
-from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from helpers.configs import tiny_dapo_config
+from helpers.rewards import KeepRateReward, keep_rate_dataset
+from transformers import AutoTokenizer
 
 from trl_ext import DAPOTrainer
-from trl_ext.recipe.distributed import shutdown_distributed  # noqa: E402
+from trl_ext.recipe.distributed import shutdown_distributed
 
 
 class RecordingDAPOTrainer(DAPOTrainer):

@@ -14,17 +14,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def length_reward(completions, **kwargs):
-    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-    return [float(len(t)) / 10.0 for t in texts]
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--output_dir", required=True)
     args = parser.parse_args()
 
+    from helpers.rewards import length_reward
     from transformers import AutoTokenizer
 
     from trl_ext import GSPOConfig, GSPOTrainer

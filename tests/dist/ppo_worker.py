@@ -13,14 +13,11 @@ import os
 
 import torch
 from accelerate.utils import gather
+from helpers.rewards import digit_reward
 from transformers import AutoTokenizer
 
 from trl_ext import PPOConfig, PPOTrainer
 from trl_ext.data.gsm8k import load_gsm8k
-
-
-def digit_reward(completions, **kwargs):
-    return [sum(ch.isdigit() for ch in c[0]["content"]) / 10.0 for c in completions]
 
 
 def full_state(trainer, module):
@@ -125,10 +122,7 @@ def main():
 
     # PPO with vLLM: TRL's weight sync, run against a recording stand-in engine on every rank (the gathers are
     # collectives), pushes the policy's weights under vLLM's names and full shapes and none of the critic's.
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from vllm_stand_in import expected_weights, pushed_weights
+    from helpers.vllm_stand_in import expected_weights, pushed_weights
 
     from trl_ext.trainers.ppo import exclude_critic_from_weight_sync
 
