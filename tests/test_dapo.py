@@ -1,14 +1,13 @@
 """DAPOTrainer on the tiny testbed: dynamic sampling, exhaustion modes, overlong shaping, validation, and real
 2-process launches (DDP, ZeRO-2, ZeRO-3) with keep rates that differ between ranks."""
 
-import json
 
 import pytest
 import torch
 from helpers.configs import tiny_dapo_config
 from helpers.launch import TESTS, launch
 from helpers.rewards import KeepRateReward, keep_rate_dataset, length_reward_100
-from helpers.worker import tagged_records
+from helpers.worker import records
 from transformers import AutoTokenizer
 
 from trl_ext import DAPOConfig, DAPOTrainer
@@ -196,7 +195,7 @@ def test_two_process_launch_with_uneven_keep_rates(tiny_model_path, tmp_path, co
     proc = launch(TESTS / "dist" / "dapo_worker.py",
                   ["--model", tiny_model_path, "--output_dir", tmp_path, "--max_steps", "3"],
                   config=config, timeout=600)
-    results = [json.loads(r) for r in tagged_records(proc.stdout, "RESULT")]
+    results = records(proc.stdout, "RESULT")
     assert sorted(r["rank"] for r in results) == [0, 1], proc.stdout[-3000:]
     for r in results:
         assert r["world_size"] == 2
@@ -273,7 +272,7 @@ def test_stress_zero3_uneven_keep_rates_and_exhaustion(tiny_model_path, tmp_path
     proc = launch(TESTS / "dist" / "dapo_worker.py",
                   ["--model", tiny_model_path, "--output_dir", tmp_path, "--max_steps", "30", "--keep_rate", "0.3",
                    "--max_rounds", "2"], config="zero3", timeout=1100)
-    results = [json.loads(r) for r in tagged_records(proc.stdout, "RESULT")]
+    results = records(proc.stdout, "RESULT")
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert results[0]["global_step"] == results[1]["global_step"] == 30
     assert results[0]["rounds"] == results[1]["rounds"] and results[0]["filled"] == results[1]["filled"]

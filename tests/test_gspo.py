@@ -9,7 +9,7 @@ import torch
 from helpers.configs import tiny_gspo_config
 from helpers.launch import TESTS, launch
 from helpers.rewards import length_reward
-from helpers.worker import tagged_records
+from helpers.worker import records
 
 from trl_ext.core.gspo import (
     clipped_surrogate_loss,
@@ -340,11 +340,10 @@ def test_training_minibatch_updates_per_rollout(tiny_model_path, tmp_path):
 def test_deepspeed_zero3_two_processes(tiny_model_path, tmp_path):
     worker = TESTS / "dist" / "gspo_worker.py"
     proc = launch(worker, ["--model", tiny_model_path, "--output_dir", tmp_path / "out"], config="zero3", timeout=300)
-    lines = tagged_records(proc.stdout, "GSPO_WORKER")
-    assert len(lines) == 2, proc.stdout[-3000:]
-    for line in lines:
-        fields = dict(kv.split("=") for kv in line.split())
-        assert fields["world_size"] == "2" and fields["deepspeed"] == "True" and fields["zero_stage"] == "3"
-        assert fields["steps"] == "2" and math.isfinite(float(fields["loss"]))
-        assert fields["token_calls"] == "1"  # the second step went through the GSPO-token path
-    assert sorted(dict(kv.split("=") for kv in line.split())["rank"] for line in lines) == ["0", "1"]
+    results = records(proc.stdout, "GSPO_WORKER")
+    assert len(results) == 2, proc.stdout[-3000:]
+    for r in results:
+        assert r["world_size"] == 2 and r["deepspeed"] is True and r["zero_stage"] == 3
+        assert r["global_step"] == 2 and math.isfinite(r["loss"])
+        assert r["token_calls"] == 1  # the second step went through the GSPO-token path
+    assert sorted(r["rank"] for r in results) == [0, 1]

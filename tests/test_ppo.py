@@ -9,7 +9,7 @@ import torch
 from helpers.configs import tiny_ppo_config
 from helpers.launch import TESTS, launch
 from helpers.rewards import yes_reward
-from helpers.worker import tagged_records
+from helpers.worker import records
 
 WORKER = TESTS / "dist" / "ppo_worker.py"
 
@@ -353,7 +353,7 @@ def test_two_process_run(case, tiny_model_path, tmp_path):
     proc = launch(
         WORKER, ["--model", tiny_model_path, "--output_dir", tmp_path / "out", *extra], config=config, timeout=300
     )
-    lines = tagged_records(proc.stdout, "PPO_WORKER_OK")
-    assert lines, proc.stdout[-3000:]
-    assert '"world_size": 2' in lines[0]
-    assert not math.isnan(float(lines[0].split('"ppo/value_loss": ')[1].split(",")[0]))
+    results = records(proc.stdout, "PPO_WORKER_OK")
+    assert results, proc.stdout[-3000:]
+    assert results[0]["world_size"] == 2
+    assert not math.isnan(results[0]["last"]["ppo/value_loss"])
