@@ -1,5 +1,5 @@
 """2-process DAPO run with keep rates that differ between ranks (every group that lands on rank 1 scores flat).
-Launched by tests/test_dapo.py under DDP, ZeRO-2 and ZeRO-3; prints one RESULT line per rank."""
+Launched by tests/trainers/test_dapo.py under DDP, ZeRO-2 and ZeRO-3; prints one RESULT line per rank."""
 
 from helpers.configs import tiny_dapo_config
 from helpers.rewards import KeepRateReward, keep_rate_dataset

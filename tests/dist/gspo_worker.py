@@ -1,4 +1,4 @@
-"""Two optimizer steps of GSPOTrainer under `accelerate launch` (used by tests/test_gspo.py with DeepSpeed ZeRO-3).
+"""Two optimizer steps of GSPOTrainer under `accelerate launch` (tests/trainers/test_gspo.py, DeepSpeed ZeRO-3).
 
 The first optimizer step uses per-sequence advantages (TRL's sequence path); the second gets the same advantages
 expanded to (B, T), so it runs GSPOTrainer's GSPO-token path (including its cross-rank clip-fraction reduction).

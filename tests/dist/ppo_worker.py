@@ -1,4 +1,4 @@
-"""2-process PPOTrainer run for tests/test_ppo.py, launched with `accelerate launch` under DDP / ZeRO-2 / ZeRO-3.
+"""2-process PPOTrainer run for tests/trainers/test_ppo.py, under `accelerate launch` with DDP / ZeRO-2 / ZeRO-3.
 
 Trains 2 optimizer steps on the tiny model and asserts, on every rank: the trainer sees 2 processes, the critic and
 the policy both changed (and agree across ranks), the PPO metrics are finite, TRL's vLLM weight sync (against a

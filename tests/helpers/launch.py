@@ -31,8 +31,9 @@ def pythonpath(existing: str | None = None) -> str:
 def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env=None, mixed_precision="no"):
     """Run `accelerate launch` of `script` with one of the project's configs on CPU; return the CompletedProcess.
 
-    CPU settings (docs/recipes.md, "Hardware adaptation"): fp32 (`--mixed_precision no`), `DS_ACCELERATOR=cpu` and the gloo
-    backend for DeepSpeed, `--use_cpu true` passed to the script for DDP (scripts must accept it, as TrlParser-based ones do).
+    CPU settings (docs/recipes.md, "Hardware adaptation"): fp32 (`--mixed_precision no`), `DS_ACCELERATOR=cpu` and the
+    gloo backend for DeepSpeed, `--use_cpu true` passed to the script for DDP (scripts must accept it, as TrlParser-based
+    ones and ``helpers.worker.worker_parser`` do).
     ``mixed_precision=None`` keeps the config's own setting (bf16), as a user who forgot the flag on CPU would.
     """
     cmd = [

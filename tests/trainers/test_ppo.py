@@ -86,7 +86,8 @@ def make_trainer(tiny_model_path, args, dataset=None):
 def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_path, monkeypatch):
     """The controller used to get the KL *summed* per sequence, while its target (verl's 0.1) is a
     per-token mean, so kl_coef grew when it should fall. The trainer must hand it ``mean_token_kl`` of the rollout
-    (pinned to the pure function, tested against a loop in test_core_ppo.py), and log the same value as ``ppo/kl``."""
+    (pinned to the pure function, tested against a loop in tests/core/test_core_ppo.py), and log the same value as
+    ``ppo/kl``."""
     import trl_ext.trainers.ppo as ppo_module
     from trl_ext.core.ppo import adaptive_kl_update, mean_token_kl
 
