@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import random
 
-from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config
+from helpers.configs import tiny_dapo_config
+from helpers.rewards import KeepRateReward, keep_rate_dataset
 from transformers import AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 

@@ -5,8 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers.launch import OFFLINE_ENV, REPO
 
 
 def test_checkout_paths_are_symlinks_to_the_package_data():
@@ -94,8 +93,6 @@ def test_installed_wheel_runs_from_outside_the_checkout(tmp_path):
     # --ignore-installed: a trl-ext in the system site-packages (an editable checkout) is neither reused nor removed
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--ignore-installed",
          str(wheel)], tmp_path)
-
-    from conftest import OFFLINE_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(OFFLINE_ENV, PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1", PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}")

@@ -1,18 +1,11 @@
 """2-process DAPO run with keep rates that differ between ranks (every group that lands on rank 1 scores flat).
-Launched by tests/test_dapo.py under DDP, ZeRO-2 and ZeRO-3; prints one RESULT line per rank."""
+Launched by tests/trainers/test_dapo.py under DDP, ZeRO-2 and ZeRO-3; prints one RESULT line per rank."""
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for dapo_helpers
-
-from dapo_helpers import KeepRateReward, keep_rate_dataset, tiny_dapo_config  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from helpers.configs import tiny_dapo_config
+from helpers.rewards import KeepRateReward, keep_rate_dataset
+from helpers.worker import build_trainer, emit, finish, rank_record, worker_parser
 
 from trl_ext import DAPOTrainer
-from trl_ext.recipe.distributed import shutdown_distributed  # noqa: E402
 
 
 class RecordingDAPOTrainer(DAPOTrainer):
@@ -24,38 +17,25 @@ class RecordingDAPOTrainer(DAPOTrainer):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--output_dir", required=True)
+    parser = worker_parser(__doc__)
     parser.add_argument("--max_steps", type=int, default=3)
-    parser.add_argument("--use_cpu", default="false", help="true for DDP on CPU")
     parser.add_argument("--keep_rate", type=float, default=1.0, help="share of prompts that are not flat")
     parser.add_argument("--max_rounds", type=int, default=10)
-    args = parser.parse_args()
-    config = tiny_dapo_config(args.output_dir, max_steps=args.max_steps, per_device_train_batch_size=6,
-                              ddp_backend="gloo",
-                              use_cpu=args.use_cpu.lower() == "true", dynamic_sampling_max_rounds=args.max_rounds)
-    trainer = RecordingDAPOTrainer(
-        model=args.model,
-        reward_funcs=[KeepRateReward(seed=0, all_flat_on_rank=1)],
-        args=config,
-        train_dataset=keep_rate_dataset(256, args.keep_rate),
-        processing_class=AutoTokenizer.from_pretrained(args.model),
-    )
+    cli = parser.parse_args()
+    config = tiny_dapo_config(cli.output_dir, max_steps=cli.max_steps, per_device_train_batch_size=6,
+                              ddp_backend="gloo", use_cpu=cli.use_cpu, dynamic_sampling_max_rounds=cli.max_rounds)
+    trainer = build_trainer(RecordingDAPOTrainer, cli, config, [KeepRateReward(seed=0, all_flat_on_rank=1)],
+                            keep_rate_dataset(256, cli.keep_rate))
     trainer.train()
     history = trainer.state.log_history
-    result = {
-        "rank": trainer.accelerator.process_index,
-        "world_size": trainer.accelerator.num_processes,
-        "global_step": trainer.state.global_step,
+    emit("RESULT", {
+        **rank_record(trainer),
         "batch_rows": [r * trainer.accelerator.num_processes for r in trainer.batch_rows],
         "rounds": [h["dapo/generation_rounds"] for h in history if "dapo/generation_rounds" in h],
         "losses": [h["loss"] for h in history if "loss" in h],
         "filled": [h["dapo/filled_zero_std_groups"] for h in history if "dapo/filled_zero_std_groups" in h],
-    }
-    # One write (< PIPE_BUF bytes) so the two ranks' lines cannot interleave on the shared pipe.
-    print("RESULT " + json.dumps(result) + "\n", end="", flush=True)
-    shutdown_distributed()
+    })
+    finish()
 
 
 if __name__ == "__main__":

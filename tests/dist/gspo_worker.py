@@ -1,37 +1,36 @@
-"""Two optimizer steps of GSPOTrainer under `accelerate launch` (used by tests/test_gspo.py with DeepSpeed ZeRO-3).
+"""Two optimizer steps of GSPOTrainer under `accelerate launch` (tests/trainers/test_gspo.py, DeepSpeed ZeRO-3).
 
 The first optimizer step uses per-sequence advantages (TRL's sequence path); the second gets the same advantages
 expanded to (B, T), so it runs GSPOTrainer's GSPO-token path (including its cross-rank clip-fraction reduction).
-Prints one line per rank: ``GSPO_WORKER rank=R world_size=W deepspeed=B zero_stage=Z steps=N loss=L token_calls=K``.
+Prints one GSPO_WORKER line per rank: rank, world_size, global_step, deepspeed, zero_stage, loss, token_calls.
 """
 
-import argparse
 import math
-import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from helpers.configs import tiny_gspo_config
+from helpers.rewards import length_reward
+from helpers.worker import build_trainer, emit, finish, rank_record, worker_parser
+
+from trl_ext import GSPOTrainer
+from trl_ext.data.gsm8k import load_gsm8k
 
 
-def length_reward(completions, **kwargs):
-    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-    return [float(len(t)) / 10.0 for t in texts]
+class TokenPathGSPOTrainer(GSPOTrainer):
+    """Sends the second micro-step (= the second optimizer step here) through the GSPO-token path."""
+
+    token_calls = 0
+
+    def _compute_loss(self, model, inputs):
+        if self._step % 2 == 1:  # second micro-step: per-token advantages
+            inputs = {**inputs, "advantages": inputs["advantages"].unsqueeze(-1).expand_as(inputs["completion_mask"])}
+            self.token_calls += 1
+        return super()._compute_loss(model, inputs)
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--output_dir", required=True)
-    args = parser.parse_args()
-
-    from transformers import AutoTokenizer
-
-    from trl_ext import GSPOConfig, GSPOTrainer
-    from trl_ext.data.gsm8k import load_gsm8k
-
-    config = GSPOConfig(
-        output_dir=args.output_dir,
+    cli = worker_parser(__doc__).parse_args()
+    config = tiny_gspo_config(
+        cli.output_dir,
         per_device_train_batch_size=2,
         num_generations=4,
         max_completion_length=8,
@@ -39,31 +38,11 @@ def main():
         max_steps=2,
         learning_rate=1e-3,
         logging_steps=1,
-        bf16=False,
         ddp_backend="gloo",
-        report_to="none",
-        save_strategy="no",
+        use_cpu=cli.use_cpu,
     )
-
-    class Worker(GSPOTrainer):
-        token_calls = 0
-
-        def _compute_loss(self, model, inputs):
-            if self._step % 2 == 1:  # second micro-step (= second optimizer step here): per-token advantages
-                inputs = {
-                    **inputs,
-                    "advantages": inputs["advantages"].unsqueeze(-1).expand_as(inputs["completion_mask"]),
-                }
-                self.token_calls += 1
-            return super()._compute_loss(model, inputs)
-
-    trainer = Worker(
-        model=args.model,
-        reward_funcs=length_reward,
-        args=config,
-        train_dataset=load_gsm8k("synthetic", "train", num_examples=16),
-        processing_class=AutoTokenizer.from_pretrained(args.model),
-    )
+    trainer = build_trainer(TokenPathGSPOTrainer, cli, config, length_reward,
+                            load_gsm8k("synthetic", "train", num_examples=16))
     trainer.train()
 
     world_size = trainer.accelerator.num_processes
@@ -74,17 +53,9 @@ def main():
     clip = [h["clip_ratio/region_mean"] for h in trainer.state.log_history if "clip_ratio/region_mean" in h]
     assert len(clip) == 2 and all(0.0 <= v <= 1.0 for v in clip), clip
     zero_stage = trainer.accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None
-    # one write (under PYTHONUNBUFFERED print writes the text and the newline separately; two ranks share the pipe)
-    print(
-        f"GSPO_WORKER rank={trainer.accelerator.process_index} world_size={world_size} "
-        f"deepspeed={trainer.is_deepspeed_enabled} zero_stage={zero_stage} steps={trainer.state.global_step} "
-        f"loss={losses[-1]:.6g} token_calls={trainer.token_calls}\n",
-        end="",
-        flush=True,
-    )
-    from trl_ext.recipe.distributed import shutdown_distributed
-
-    shutdown_distributed()
+    emit("GSPO_WORKER", {**rank_record(trainer), "deepspeed": trainer.is_deepspeed_enabled, "zero_stage": zero_stage,
+                         "loss": losses[-1], "token_calls": trainer.token_calls})
+    finish()
 
 
 if __name__ == "__main__":

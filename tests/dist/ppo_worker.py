@@ -1,26 +1,25 @@
-"""2-process PPOTrainer run for tests/test_ppo.py, launched with `accelerate launch` under DDP / ZeRO-2 / ZeRO-3.
+"""2-process PPOTrainer run for tests/trainers/test_ppo.py, under `accelerate launch` with DDP / ZeRO-2 / ZeRO-3.
 
 Trains 2 optimizer steps on the tiny model and asserts, on every rank: the trainer sees 2 processes, the critic and
 the policy both changed (and agree across ranks), the PPO metrics are finite, TRL's vLLM weight sync (against a
 stand-in engine) pushes the policy and not the critic, and the saved model holds the policy without critic weights
-plus a loadable critic. Prints "PPO_WORKER_OK <json>" on rank 0.
+plus a loadable critic. Prints one PPO_WORKER_OK line on rank 0 (its rank record and the last logged PPO metrics).
 """
 
-import argparse
 import json
 import math
 import os
 
 import torch
 from accelerate.utils import gather
-from transformers import AutoTokenizer
+from helpers.configs import tiny_ppo_config
+from helpers.rewards import digit_reward
+from helpers.vllm_stand_in import expected_weights, pushed_weights
+from helpers.worker import build_trainer, emit, finish, rank_record, worker_parser
 
-from trl_ext import PPOConfig, PPOTrainer
+from trl_ext import PPOTrainer
 from trl_ext.data.gsm8k import load_gsm8k
-
-
-def digit_reward(completions, **kwargs):
-    return [sum(ch.isdigit() for ch in c[0]["content"]) / 10.0 for c in completions]
+from trl_ext.trainers.ppo import exclude_critic_from_weight_sync
 
 
 def full_state(trainer, module):
@@ -39,21 +38,15 @@ def flat(state):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--output_dir", required=True)
+    parser = worker_parser(__doc__)
     parser.add_argument("--peft", action="store_true")
     parser.add_argument("--steps_per_generation", type=int, default=1)
     parser.add_argument("--num_iterations", type=int, default=1)
     parser.add_argument("--deepspeed", action="store_true", help="set the gloo backend DeepSpeed needs on CPU")
-    parser.add_argument("--use_cpu", default="false", help="true for DDP on CPU (gloo)")
     cli = parser.parse_args()
 
-    tokenizer = AutoTokenizer.from_pretrained(cli.model)
-    dataset = load_gsm8k("synthetic", "train", num_examples=32)
-    args = PPOConfig(
-        output_dir=cli.output_dir,
-        bf16=False,
+    args = tiny_ppo_config(
+        cli.output_dir,
         per_device_train_batch_size=2,
         gradient_accumulation_steps=cli.steps_per_generation,
         steps_per_generation=cli.steps_per_generation,
@@ -65,13 +58,7 @@ def main():
         kl_coef=0.05,
         kl_target=0.1,
         kl_horizon=100,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        gradient_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-        use_cpu=cli.use_cpu.lower() == "true",
+        use_cpu=cli.use_cpu,
         **({"ddp_backend": "gloo"} if cli.deepspeed else {}),
     )
     peft_config = None
@@ -79,14 +66,8 @@ def main():
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = PPOTrainer(
-        model=cli.model,
-        reward_funcs=digit_reward,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
+    trainer = build_trainer(PPOTrainer, cli, args, digit_reward, load_gsm8k("synthetic", "train", num_examples=32),
+                            peft_config=peft_config)
     acc = trainer.accelerator
     assert acc.num_processes == 2, f"expected 2 processes, trainer sees {acc.num_processes}"
     assert trainer.ref_model is not None or cli.peft, "kl_coef > 0 needs a reference model"
@@ -125,13 +106,6 @@ def main():
 
     # PPO with vLLM: TRL's weight sync, run against a recording stand-in engine on every rank (the gathers are
     # collectives), pushes the policy's weights under vLLM's names and full shapes and none of the critic's.
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from vllm_stand_in import expected_weights, pushed_weights
-
-    from trl_ext.trainers.ppo import exclude_critic_from_weight_sync
-
     pushed = pushed_weights(trainer, exclude_critic_from_weight_sync)
     assert sorted(pushed) == sorted(expected_weights(cli.model)), f"vLLM sync pushed {pushed}"
 
@@ -150,10 +124,8 @@ def main():
         assert set(saved) <= set(critic_after), "unexpected keys in the saved critic"
         for name, value in saved.items():
             assert torch.allclose(value.float(), critic_after[name], atol=1e-6), f"saved critic differs at {name}"
-        print("PPO_WORKER_OK " + json.dumps({"world_size": acc.num_processes, "last": logs[-1]}) + "\n", end="", flush=True)
-    from trl_ext.recipe.distributed import shutdown_distributed
-
-    shutdown_distributed()
+        emit("PPO_WORKER_OK", {**rank_record(trainer), "last": logs[-1]})
+    finish()
 
 
 if __name__ == "__main__":

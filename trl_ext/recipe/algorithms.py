@@ -7,7 +7,7 @@ comparison. Classes are named as ``"module:Class"`` strings and imported on firs
 
 Adding an algorithm = one ``Algorithm`` entry here + ``<name>.yaml`` in ``trl_ext/configs/recipes/embedded/`` (and in
 each ``gsm8k/<model>/`` folder; a control needs only the embedded one) + a ``recipes/<name>_math.py`` script that
-calls ``main("<name>")``; ``tests/test_recipes.py`` checks that all three exist for every entry.
+calls ``main("<name>")``; ``tests/recipe/test_recipes.py`` checks that all three exist for every entry.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Conventions, stated once for this module:
   ``save_pretrained`` writes (one file or shards, safetensors or ``.bin``).
 
 Two functions here work around an internal of TRL / transformers / torch; each says what it relies on, and
-``tests/test_ppo_upstream.py`` fails when that internal changes: ``exclude_critic_from_weight_sync`` (TRL's vLLM
-weight sync) and ``ignore_in_ddp`` (torch DDP's private ignore list). ``Critic.hidden_from_optimizer`` relies on
+``tests/trainers/test_ppo_upstream.py`` fails when that internal changes: ``exclude_critic_from_weight_sync`` (TRL's
+vLLM weight sync) and ``ignore_in_ddp`` (torch DDP's private ignore list). ``Critic.hidden_from_optimizer`` relies on
 ``Trainer.create_optimizer`` taking only parameters with ``requires_grad``.
 """
 
@@ -45,7 +45,7 @@ def exclude_critic_from_weight_sync(vllm_generation) -> None:
     TRL 1.16 pushes every parameter that ``VLLMGeneration._iter_named_params`` yields from the policy module, and the
     critic is a submodule of it (so that DDP/ZeRO handle both as one model). Wrap that walk: critic parameters are
     still visited, so under ZeRO-3 every rank takes part in the same gathers, but never pushed to vLLM, whose model
-    has no such weights. ``tests/test_ppo_upstream.py`` pins the upstream method this relies on.
+    has no such weights. ``tests/trainers/test_ppo_upstream.py`` pins the upstream method this relies on.
     """
     walk = vllm_generation._iter_named_params
 
@@ -64,7 +64,7 @@ def ignore_in_ddp(module: torch.nn.Module, names: list[str]) -> None:
     called outside it (its own forward in ``compute_loss``), which trips the reducer ("marked ready twice"). torch has
     no public API for this: the private static ``DistributedDataParallel._set_params_and_buffers_to_ignore_for_model``
     stores the names in ``module._ddp_params_and_buffers_to_ignore``, which DDP's constructor reads (pinned in
-    ``tests/test_ppo_upstream.py``). The ignored gradients are then averaged by ``Critic.sync_gradients``.
+    ``tests/trainers/test_ppo_upstream.py``). The ignored gradients are then averaged by ``Critic.sync_gradients``.
     """
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, names)
 
@@ -194,7 +194,7 @@ class Critic:
         model that has ``requires_grad``; the critic is a submodule of the model, so it would land in the policy's
         groups at the policy's learning rate. Hiding it while the parent builds the optimizer leaves its own groups
         (``param_groups``) to be added afterwards. Frozen critic parameters stay frozen; the flags are restored even
-        if the parent raises. ``tests/test_ppo_upstream.py`` pins the ``requires_grad`` filter this relies on.
+        if the parent raises. ``tests/trainers/test_ppo_upstream.py`` pins the ``requires_grad`` filter this relies on.
         """
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         for p in trainable:

@@ -57,7 +57,7 @@ def reference_model_built_by_parent(args: PPOConfig):
     puts ``kl_coef * KL(pi_old || pi_ref)`` into the reward, so it needs that reference model; building and preparing
     it here would copy TRL's code. So ``beta`` is set to ``kl_coef`` only while the parent's ``__init__`` runs, and
     restored on exit (also on error); the trainer then sets ``self.beta`` back to the loss's value. Yields the loss's
-    ``beta``. ``tests/test_ppo_upstream.py`` pins TRL's condition.
+    ``beta``. ``tests/trainers/test_ppo_upstream.py`` pins TRL's condition.
     """
     loss_beta = args.beta
     if args.kl_coef > 0 and loss_beta == 0.0:
@@ -73,7 +73,7 @@ def drop_group_metrics(metrics: dict) -> None:
 
     GRPOTrainer logs the fraction of prompt groups whose rewards have zero std (groups that teach GRPO nothing). PPO
     samples one completion per prompt, whose "group" always has zero std, so the metric would always read 1 while
-    PPO learns from every completion. ``tests/test_ppo_upstream.py`` pins the metric's name in TRL's rollout.
+    PPO learns from every completion. ``tests/trainers/test_ppo_upstream.py`` pins the metric's name in TRL's rollout.
     """
     metrics.pop("frac_reward_zero_std", None)
 
@@ -112,7 +112,7 @@ class PPOTrainer(GRPOTrainer):
     * ``_save_optimizer_and_scheduler`` / ``_load_optimizer_and_scheduler``: its coefficient is saved with the
       optimizer, before ``trainer_state.json`` marks the checkpoint complete, and restored on resume.
 
-    Workarounds of TRL internals, each one function pinned by ``tests/test_ppo_upstream.py``:
+    Workarounds of TRL internals, each one function pinned by ``tests/trainers/test_ppo_upstream.py``:
     ``reference_model_built_by_parent``, ``drop_group_metrics``, ``_calculate_rewards`` and ``_ref_logps`` here,
     ``one_generation_accepted_by_grpo`` in ppo_config.py, and ``Critic.hidden_from_optimizer``,
     ``exclude_critic_from_weight_sync`` and ``ignore_in_ddp`` in critic.py.
@@ -192,8 +192,8 @@ class PPOTrainer(GRPOTrainer):
         TRL's rollout calls this hook, gets every process's (B_global, n_funcs) rewards (NaN where a function
         returned None) and turns them into group-normalised advantages without returning them. PPO needs them: their
         weighted sum is the terminal reward of GAE, and a row that no function scored leaves the losses. Held in
-        ``self._ppo_rewards_per_func`` until the wrapped rollout returns. ``tests/test_ppo_upstream.py`` pins that
-        the rollout calls this hook and that it returns the gathered rewards.
+        ``self._ppo_rewards_per_func`` until the wrapped rollout returns. ``tests/trainers/test_ppo_upstream.py`` pins
+        that the rollout calls this hook and that it returns the gathered rewards.
         """
         self._ppo_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._ppo_rewards_per_func  # (B_global, n_funcs), identical on every rank
@@ -201,7 +201,7 @@ class PPOTrainer(GRPOTrainer):
     def _ref_logps(self, input_ids, attention_mask, logits_to_keep, batch_size):
         """Reference log-probs for the in-reward KL. TRL's rollout computes ``ref_per_token_logps`` only when
         ``beta != 0`` (PPO's loss beta is 0), so they are computed here as TRL does: with ``ref_model``, or with PEFT
-        with the adapter disabled (or the frozen "ref" adapter). Pinned in ``tests/test_ppo_upstream.py``."""
+        with the adapter disabled (or the frozen "ref" adapter). Pinned in ``tests/trainers/test_ppo_upstream.py``."""
         if self.ref_model is not None:
             return self._get_per_token_logps_and_entropies(
                 self.ref_model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size

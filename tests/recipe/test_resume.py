@@ -20,12 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_recipes import ALGOS, RECIPES, length_reward, tiny_args
+from helpers.configs import tiny_recipe_args
+from helpers.launch import OFFLINE_ENV, RECIPES, REPO, pythonpath
+from helpers.rewards import checkpoint_complete, reward_path, stalling_length_reward
 
+from trl_ext.recipe.algorithms import algorithm_names
 from trl_ext.recipe.checkpoints import resolve_resume
 from trl_ext.recipe.config import RecipeConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+ALGOS = algorithm_names(controls=False)  # the compared algorithms, as in test_recipes
 # GSPO and PPO update 4 times per rollout: checkpoints at rollout boundaries (a resume from inside a rollout regenerates
 # it). DPO steps are fast: more of them, so that the kill surely lands before the end.
 SAVE_STEPS = {"gspo": 4, "ppo": 4}
@@ -34,26 +37,8 @@ MAX_STEPS = {"gspo": 8, "ppo": 8, "dpo": 8}
 UNSTABLE = ("step_time", "elapsed_s", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 
 
-def checkpoint_complete(path: Path, world_size: int) -> bool:
-    """trainer_state.json (written last by the main process) and every rank's RNG state are on disk."""
-    rng = [f"rng_state_{r}.pth" for r in range(world_size)] if world_size > 1 else ["rng_state.pth"]
-    return all((path / name).exists() for name in ["trainer_state.json", *rng])
-
-
-def stalling_length_reward(completions, **kwargs):
-    """`length_reward`, except that with TRL_EXT_TEST_STALL_AFTER=<checkpoint dir> set, rank 0 stalls here for good
-    once that checkpoint is complete (after writing TRL_EXT_TEST_STALL_MARKER), so the test can kill mid-step."""
-    after, marker = os.environ.get("TRL_EXT_TEST_STALL_AFTER"), os.environ.get("TRL_EXT_TEST_STALL_MARKER")
-    if after and marker and os.environ.get("RANK", "0") == "0":
-        if checkpoint_complete(Path(after), int(os.environ.get("WORLD_SIZE", "1"))):
-            Path(marker).write_text(str(os.getpid()))
-            time.sleep(3600)
-    return length_reward(completions)
-
-
 def resume_args(algo, model, output_dir):
-    args = tiny_args(algo, model, str(output_dir))
-    args = [a.replace("test_recipes:length_reward", "test_resume:stalling_length_reward") for a in args]
+    args = tiny_recipe_args(algo, model, str(output_dir), reward=reward_path(stalling_length_reward))
     i = args.index("--max_steps")
     args[i + 1] = str(MAX_STEPS.get(algo, 4))
     # the start-model evaluation only for DAPO, which checks that a resumed run reuses it instead of re-running it
@@ -71,10 +56,8 @@ def launch_cmd(algo, args):
 
 
 def job_env(extra=None):
-    from conftest import OFFLINE_ENV
-
     return {**os.environ, **OFFLINE_ENV, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]), **(extra or {})}  # this checkout's trl_ext
+            "PYTHONPATH": pythonpath(), **(extra or {})}  # this checkout's trl_ext, tests/ for helpers
 
 
 def run_to_end(algo, args, timeout=400):

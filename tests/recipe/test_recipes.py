@@ -8,21 +8,16 @@ import runpy
 from pathlib import Path
 
 import pytest
+from helpers.configs import tiny_recipe_args
+from helpers.launch import RECIPES, REPO, TESTS, launch
+from helpers.worker import tagged_records
 
 from trl_ext.configs import RECIPE_CONFIGS as CONFIGS
 from trl_ext.recipe.algorithms import ALGORITHMS, algorithm_names, get_algorithm
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
 HARDWARE_KEYS = {"bf16", "fp16", "tf32", "dtype", "use_vllm", "vllm_mode", "ddp_backend", "use_cpu"}
 RECIPE_NAMES = algorithm_names()  # every entry of the table: its YAMLs are parsed
 ALGOS = algorithm_names(controls=False)  # the compared algorithms: trained in 2-process launches here and in test_resume
-
-
-def length_reward(completions, **kwargs):
-    """Test reward for the random tiny model (whose accuracy is always 0): varies with the completion's length, so
-    every group has a non-zero advantage and the parameters must move. Used as `test_recipes:length_reward`."""
-    return [len(c[0]["content"] if isinstance(c, list) else c) / 10 for c in completions]
 
 
 def dataclass_types(algo):
@@ -225,29 +220,6 @@ def test_make_pairs_counts_questions_without_pairs():
 # -- end-to-end runs ---------------------------------------------------------------------------------------------
 
 
-def tiny_args(algo, model, output_dir):
-    """Two optimizer steps of a random tiny model on a little synthetic data, with a tiny evaluation."""
-    args = [
-        "--model_name_or_path", model, "--output_dir", output_dir, "--max_steps", "2", "--logging_steps", "1",
-        "--num_train_examples", "32", "--eval_limit", "8", "--eval_max_new_tokens", "8", "--learning_rate", "1e-3",
-    ]
-    if algo == "dpo":
-        return args + [
-            "--dpo_num_samples", "2", "--dpo_max_new_tokens", "8", "--dpo_chosen_fallback", "reference",
-            "--dpo_pairs_cache_dir", str(Path(output_dir) / "pairs"), "--per_device_train_batch_size", "4",
-            "--max_length", "96",
-        ]
-    args += [
-        "--reward_funcs", "test_recipes:length_reward", "--max_completion_length", "8",
-        "--per_device_train_batch_size", "8", "--num_generations", "1" if algo == "ppo" else "4",
-    ]
-    if algo == "dapo":
-        args += ["--overlong_buffer_len", "4"]
-    if algo == "ppo":  # the embedded YAML's 4 mini-batches per rollout: a rollout is 2 x 8 x 4 = 64 prompts
-        args += ["--num_train_examples", "64"]
-    return args
-
-
 def check_run(summary, results, output_dir, world_size):
     assert sorted(r["rank"] for r in results) == list(range(world_size))
     for r in results:
@@ -271,11 +243,9 @@ def check_run(summary, results, output_dir, world_size):
 
 
 def run_launch(algo, config, tiny_model_path, tmp_path, mixed_precision="no"):
-    from conftest import launch, tagged_records
-
     out = tmp_path / f"{algo}-{config}"
-    proc = launch(RECIPES / f"{algo}_math.py", tiny_args(algo, tiny_model_path, str(out)), config=config,
-                  timeout=600, env={"PYTHONPATH": str(REPO / "tests")}, mixed_precision=mixed_precision)
+    proc = launch(RECIPES / f"{algo}_math.py", tiny_recipe_args(algo, tiny_model_path, str(out)), config=config,
+                  timeout=600, mixed_precision=mixed_precision)
     results = [json.loads(r) for r in tagged_records(proc.stdout, "RECIPE_RESULT")]
     summary = json.loads((out / "summary.json").read_text())
     check_run(summary, results, out, world_size=2)
@@ -378,19 +348,17 @@ def test_dpo_pairs_sampled_by_every_rank_outlast_a_short_ddp_timeout(tiny_model_
     Now every rank samples its chunks and waits on files, not on a collective: a 2-process ZeRO-3 run whose sampling
     takes longer than its 4 s ddp_timeout succeeds, resumes chunk by chunk, and gives exactly the pairs that one
     process builds with the same seed."""
-    from conftest import launch
-
     from trl_ext.data.gsm8k import load_gsm8k
     from trl_ext.recipe.dpo_pairs import build_onpolicy_pairs, chunk_bounds
 
     out, cache = tmp_path / "dpo", tmp_path / "pairs"
     n, chunk = 768, 64  # about 9 s of sampling per rank on 2 cores: twice the timeout
-    args = tiny_args("dpo", tiny_model_path, str(out)) + [
+    args = tiny_recipe_args("dpo", tiny_model_path, str(out)) + [
         "--num_train_examples", str(n), "--dpo_num_samples", "4", "--dpo_max_new_tokens", "24", "--ddp_timeout", "4",
         "--dpo_sample_chunk_size", str(chunk), "--dpo_pairs_cache_dir", str(cache), "--eval_before", "false",
         "--eval_after", "false", "--max_steps", "1",
     ]
-    proc = launch(RECIPES / "dpo_math.py", args, config="zero3", timeout=600, env={"PYTHONPATH": str(REPO / "tests")})
+    proc = launch(RECIPES / "dpo_math.py", args, config="zero3", timeout=600)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["phase_seconds"]["dpo_pairs"] > 4, summary["phase_seconds"]  # it outlasted the timeout
     assert summary["global_step"] == 1 and "DPO pairs:" in proc.stdout
@@ -422,9 +390,9 @@ def test_lora_in_process(tiny_model_path, tmp_path, monkeypatch):
     """One process, GRPO recipe with the ModelConfig LoRA flags: the adapter is trained, merged and evaluated."""
     import sys
 
-    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    monkeypatch.syspath_prepend(str(TESTS))
     out = tmp_path / "lora"
-    argv = ["grpo_math.py", *tiny_args("grpo", tiny_model_path, str(out)), "--use_cpu", "true",
+    argv = ["grpo_math.py", *tiny_recipe_args("grpo", tiny_model_path, str(out)), "--use_cpu", "true",
             "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "all-linear"]
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(RECIPES / "grpo_math.py"), run_name="__main__")
@@ -440,12 +408,10 @@ def test_lora_in_process(tiny_model_path, tmp_path, monkeypatch):
 @pytest.mark.parametrize("algo", ["grpo", "dpo"])
 def test_lora_two_process_zero3(algo, tiny_model_path, tmp_path):
     """LoRA under ZeRO-3: the adapter is gathered and saved, merged on the main process and evaluated."""
-    from conftest import launch, tagged_records
-
     out = tmp_path / f"{algo}-lora"
-    args = tiny_args(algo, tiny_model_path, str(out)) + [
+    args = tiny_recipe_args(algo, tiny_model_path, str(out)) + [
         "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
-    proc = launch(RECIPES / f"{algo}_math.py", args, config="zero3", env={"PYTHONPATH": str(REPO / "tests")})
+    proc = launch(RECIPES / f"{algo}_math.py", args, config="zero3")
     results = [json.loads(r) for r in tagged_records(proc.stdout, "RECIPE_RESULT")]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final_model"] == str(out / "merged") and (out / "adapter_config.json").exists()

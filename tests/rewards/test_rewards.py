@@ -9,9 +9,9 @@ import sys
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from helpers.launch import GSM8K_DIR, REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,9 +33,6 @@ from trl_ext.rewards import (
 )
 from trl_ext.rewards.answers import gold_number
 from trl_ext.rewards.length import OVERLONG_REWARD_NAME
-
-GSM8K_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/gsm8k"
-REPO = Path(__file__).resolve().parents[1]
 
 # Per-call time limits: generous so that a loaded 2-core machine does not flake (typical: < 1 ms and ~10 ms).
 SMALL_INPUT_SECONDS = 0.05
