@@ -30,6 +30,7 @@ prepare() {
         -d "$WHEELS" $pins || return 1
     # deepspeed publishes an sdist only: build a pure-python wheel (its ops compile at run time, as on CPU)
     DS_BUILD_OPS=0 python3 -m pip wheel -q --no-deps --no-build-isolation -w "$WHEELS" "deepspeed==$deepspeed_pin" || return 1
+    rm -rf build  # a stale build/ folder (with deleted modules) would end up in the wheel
     python3 -m pip wheel -q --no-deps --no-build-isolation -w "$WHEELS" . || return 1
     du -sh "$WHEELS"; ls "$WHEELS"
     local bytes; bytes=$(du -sb "$WHEELS" | cut -f1)
