@@ -29,6 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from trl_ext.rewards.answers import MODES
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,7 +56,7 @@ def run_one(algo: str, setting: str, seed: int, args, extra: list[str], env: dic
     phases["other"] = round(wall - sum(s["phase_seconds"].values()), 1)
     row = {
         "algo": algo, "setting": setting, "seed": seed, "wall_s": round(wall, 1), "phases_s": phases, "global_step": s["global_step"],
-        **{f"{m}_{t}": 100 * e[m]["accuracy"] for m in ("strict", "flexible") for t, e in (("before", b), ("after", a))},
+        **{f"{m}_{t}": 100 * e[m]["accuracy"] for m in MODES for t, e in (("before", b), ("after", a))},
         "sampled_before": 100 * b["sampled"]["flexible"][k] if k else None,
         "sampled_after": 100 * a["sampled"]["flexible"][k] if k else None,
         "work_before": 100 * b["shows_work"], "work_after": 100 * a["shows_work"],

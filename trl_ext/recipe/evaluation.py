@@ -9,6 +9,7 @@ from pathlib import Path
 
 from trl_ext.recipe.distributed import zero3_init_disabled
 from trl_ext.recipe.hardware import log
+from trl_ext.rewards.answers import MODES
 
 
 def evaluate_model(model_path, tag: str, script_args, output_dir) -> dict:
@@ -37,7 +38,7 @@ def evaluate_model(model_path, tag: str, script_args, output_dir) -> dict:
             summary["sampled"] = {
                 "num_samples": sampled["num_samples"],
                 "temperature": sampled["temperature"],
-                **{m: sampled[m] for m in ("strict", "flexible")},
+                **{m: sampled[m] for m in MODES},
                 "shows_work_share": strategy["worked"]["completions"]
                 / max(1, strategy["worked"]["completions"] + strategy["direct"]["completions"]),
                 "by_strategy": strategy,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from trl_ext.rewards.answers import MODES
+
 
 def wall_clock_callback():
     """A ``TrainerCallback`` that stamps each ``log_history`` entry with ``elapsed_s`` (seconds since training
@@ -101,7 +103,7 @@ def parameter_change(start_dir, final_dir) -> dict | None:
 def eval_view(summary: dict | None) -> dict | None:
     if summary is None:
         return None
-    keep = ("strict", "flexible", "format_rate", "mean_completion_tokens", "num_problems", "protocol", "model",
+    keep = (*MODES, "format_rate", "mean_completion_tokens", "num_problems", "protocol", "model",
             "shows_work", "by_strategy", "by_steps", "sampled")
     return {k: summary[k] for k in keep if k in summary}
 
@@ -113,7 +115,7 @@ def format_eval_lines(tag: str, e: dict) -> list[str]:
 
     parts = [
         f"{mode} {percent(e[mode]['accuracy'])} (95% CI {100 * e[mode]['ci95'][0]:.1f}-{100 * e[mode]['ci95'][1]:.1f})"
-        for mode in ("strict", "flexible")
+        for mode in MODES
     ]
     lines = [f"{tag:6s}: greedy " + "  ".join(parts) + f"  format {percent(e['format_rate'])}"]
     pad = " " * 8
@@ -156,7 +158,7 @@ def gain_points(before: dict | None, after: dict | None) -> dict | None:
     flexible mean@k when both evaluations sampled."""
     if before is None or after is None:
         return None
-    gain = {m: 100 * (after[m]["accuracy"] - before[m]["accuracy"]) for m in ("strict", "flexible")}
+    gain = {m: 100 * (after[m]["accuracy"] - before[m]["accuracy"]) for m in MODES}
     if "shows_work" in before and "shows_work" in after:
         gain["shows_work"] = 100 * (after["shows_work"] - before["shows_work"])
     sb, sa = before.get("sampled"), after.get("sampled")
