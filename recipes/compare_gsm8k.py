@@ -4,8 +4,8 @@ a sweep on the validation split picks each entry's value, the seeds run on the t
 the phenomena. The protocol is in trl_ext/compare/plan.py; `--help` lists the options.
 
     # the committed embedded protocol (docs/results/embedded/results.md), about an hour on 2 CPU cores:
-    python recipes/compare_gsm8k.py --sweep learning_rate=5e-6,1e-5,2e-5,4e-5 \
-        --control-sweep learning_rate=3e-5,1e-4,3e-4 --seeds 3 --output-dir docs/results/embedded
+    python recipes/compare_gsm8k.py --sweep learning_rate=1e-5,2e-5,4e-5 --control-sweep learning_rate=1e-4,3e-4 \
+        --seeds 3 --output-dir outputs/comparison/embedded --report-dir docs/results/embedded
     # two algorithms, no controls, plan only:
     python recipes/compare_gsm8k.py --algos grpo,dapo --controls none --dry-run
 """

@@ -5,8 +5,8 @@ field on the validation split picks each entry's value; the seeds then run on th
 accuracy during training, the phenomena the papers argue with, and the budget each entry used.
 
     # the embedded CPU testbed, the committed protocol (docs/results/embedded/results.md):
-    python recipes/compare_gsm8k.py --sweep learning_rate=5e-6,1e-5,2e-5,4e-5 \
-        --control-sweep learning_rate=3e-5,1e-4,3e-4 --seeds 3 --output-dir docs/results/embedded
+    python recipes/compare_gsm8k.py --sweep learning_rate=1e-5,2e-5,4e-5 --control-sweep learning_rate=1e-4,3e-4 \
+        --seeds 3 --output-dir outputs/comparison/embedded --report-dir docs/results/embedded
     # GSM8K with Qwen2.5-0.5B-Instruct, each run on 8 GPUs under ZeRO-3 (docs/comparison.md):
     python recipes/compare_gsm8k.py --config-dir recipes/configs/gsm8k/qwen2.5-0.5b-instruct --controls rft \
         --launch-config accelerate_configs/zero3.yaml --num-processes 8 --samples 102400 --curve-points 8 \
