@@ -20,6 +20,13 @@ def fmt(stat: dict | None, digits=1, sign=False) -> str:
     return text + (f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else "")
 
 
+def with_ci(stat: dict | None, digits=1) -> str:
+    """``mean ± sd [lo, hi]`` (the t-interval over seeds) of a ``mean_sd_ci`` dict."""
+    text = fmt(stat, digits)
+    ci = (stat or {}).get("ci95")
+    return text + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
 def interval(ci, digits=1) -> str:
     return f"[{ci[0] + 0.0:+.{digits}f}, {ci[1] + 0.0:+.{digits}f}]" if ci else "n/a"
 
@@ -66,11 +73,13 @@ def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_
     if threshold is None:
         parts += ["No accuracy curve was logged (run with curve points > 0).", ""]
     else:
-        parts += [f"Threshold: 90% of the best final validation accuracy = {threshold:.1f}%. Per entry, over seeds "
-                  "(mean ± sd of the seeds that reached it).", ""]
-        parts += [md_table(["entry", "final validation %", "seeds reaching", "samples", "train s"],
-                           [[s["label"], f"{s['final']:.1f}", f"{s['reached']}/{s['seeds']}", fmt(s["samples"], 0),
-                             fmt(s["train_s"], 1)] for s in speed]), ""]
+        parts += [f"Threshold: 90% of the algorithms' best final validation accuracy = {threshold:.1f}% (the "
+                  "controls are left out of the threshold). Per entry, over seeds (mean ± sd of the seeds that "
+                  "reached it); n/a in the samples column for entries that sample nothing during training. The resolution "
+                  "is the spacing of the accuracy-curve points.", ""]
+        parts += [md_table(["entry", "final validation %", "seeds reaching", "samples (95% CI)", "train s (95% CI)"],
+                           [[s["label"], f"{s['final']:.1f}", f"{s['reached']}/{s['seeds']}", with_ci(s["samples"], 0),
+                             with_ci(s["train_s"], 1)] for s in speed]), ""]
     parts += ["## What the curves show", "", *[f"- {line}" for line in readings], ""]
     parts += ["Figures:", "", *[f"- `{p}`: {t}" for p, t in meta["plots"]], ""]
     parts += ["## Sweep (validation split)", "", meta["sweep_note"], ""]
