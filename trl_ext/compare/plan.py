@@ -85,18 +85,20 @@ def budget_fields(recipe: str, config_path, overrides: dict) -> dict:
     return {k: int(v) for k, v in fields.items()}
 
 
+def _rows_per_step(fields: dict, num_processes: int) -> int:
+    return fields["per_device_train_batch_size"] * num_processes * fields["gradient_accumulation_steps"]
+
+
 def samples_per_step(fields: dict, num_processes: int) -> float:
     """Completions one optimizer step of an online algorithm trains on (a rollout reused num_iterations times counts
     once)."""
-    completions = fields["per_device_train_batch_size"] * num_processes * fields["gradient_accumulation_steps"]
-    return completions / fields["num_iterations"]
+    return _rows_per_step(fields, num_processes) / fields["num_iterations"]
 
 
 def prompts_per_step(recipe: str, fields: dict, num_processes: int) -> float:
-    completions = fields["per_device_train_batch_size"] * num_processes * fields["gradient_accumulation_steps"]
     if recipe in ("dpo", "sft"):
-        return float(completions)  # pairs / examples
-    return completions / (fields["num_generations"] * fields["num_iterations"])
+        return float(_rows_per_step(fields, num_processes))  # pairs / examples
+    return samples_per_step(fields, num_processes) / fields["num_generations"]
 
 
 @dataclass

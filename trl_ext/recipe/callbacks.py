@@ -97,11 +97,16 @@ class AccuracyCurveCallback(TrainerCallback):
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         if budget is not None:
             budget.curve = self
-        self.eval_seconds = 0.0
         self.points: list[dict] = []
         self._last_step = None
-        self.start, self.offset = None, 0.0  # this launch's start; training seconds of the run before a resume
+        self.start = None  # this launch's start
+        self.offset, self.eval_seconds_before = 0.0, 0.0  # training and curve seconds of the run before a resume
         self.eval_seconds_here = 0.0  # seconds of curve evaluations in this launch
+
+    @property
+    def eval_seconds(self) -> float:
+        """Seconds of curve evaluations over the whole run (resumes included)."""
+        return self.eval_seconds_before + self.eval_seconds_here
 
     def _evaluate(self, state):
         from trl.models import unwrap_model_for_generation
@@ -131,7 +136,6 @@ class AccuracyCurveCallback(TrainerCallback):
         n = sum(c[2] for c in counts)
         train_s = self.offset + (t0 - self.start) - self.eval_seconds_here
         self.eval_seconds_here += time.time() - t0
-        self.eval_seconds += time.time() - t0
         point = {"curve/step": state.global_step, "curve/strict": sum(c[0] for c in counts) / n,
                  "curve/flexible": sum(c[1] for c in counts) / n, "curve/problems": n,
                  "curve/eval_s": self.eval_seconds, "step": state.global_step,
@@ -145,7 +149,7 @@ class AccuracyCurveCallback(TrainerCallback):
         self.start = time.time()
         points = [h for h in state.log_history if "curve/step" in h]
         if points:  # a resumed run has its earlier points; its clocks go on from the last one
-            self.offset, self.eval_seconds = points[-1]["curve/train_s"], points[-1]["curve/eval_s"]
+            self.offset, self.eval_seconds_before = points[-1]["curve/train_s"], points[-1]["curve/eval_s"]
         else:
             self._evaluate(state)
 

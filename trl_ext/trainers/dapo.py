@@ -114,31 +114,12 @@ class DAPOTrainer(GRPOTrainer):
             raise NotImplementedError("DAPOTrainer's dynamic sampling does not support image inputs yet")
 
         group_size = self.num_generations
-        world = self.accelerator.num_processes
         rows_local = len(inputs)
-        target = rows_local * world // group_size  # groups in one generation batch
-        granularity = group_granularity(group_size, world)
-        max_rounds = self.args.dynamic_sampling_max_rounds
-
+        target = rows_local * self.accelerator.num_processes // group_size  # groups in one generation batch
         metrics = self._metrics["train"]
         logged_before = {name: len(values) for name, values in metrics.items()}
-        outputs, flags, round_rewards = [], [], []
-        generated, kept, rounds = 0, 0, 0
-        round_inputs = inputs
-        while True:
-            rounds += 1
-            out = super()._generate_and_score_completions(round_inputs)
-            outputs.append(self._gather_output(out))
-            round_rewards.append(self._gathered_rewards.cpu())
-            round_flags = select_groups(self._gathered_rewards[:, self._filter_columns].cpu(), group_size,
-                                        self.reward_weights[self._filter_columns].cpu())
-            flags.append(round_flags)
-            generated += round_flags.numel()
-            kept += int(round_flags.sum())
-            if kept >= target or (max_rounds > 0 and rounds >= max_rounds):
-                break
-            n_groups = plan_refill(target - kept, kept / generated, granularity, target)
-            round_inputs = self._refill_inputs(n_groups, rounds)
+        outputs, flags, round_rewards, generated, kept = self._generate_rounds(inputs, target)
+        rounds = len(outputs)
 
         all_flags = torch.cat(flags)
         fill = self.args.dynamic_sampling_on_exhaustion == "fill"
@@ -166,6 +147,29 @@ class DAPOTrainer(GRPOTrainer):
         for name, value in step.items():
             metrics[f"dapo/{name}"].append(value)
         return batch
+
+    def _generate_rounds(self, inputs, target: int):
+        """Upstream's rollout, round after round (the first on ``inputs``, refills on fresh prompts sized to the keep
+        rate so far) until ``target`` groups are kept or ``dynamic_sampling_max_rounds`` is reached. Returns each
+        round's gathered output, group keep flags and gathered rewards, and the groups generated and kept."""
+        group_size, max_rounds = self.num_generations, self.args.dynamic_sampling_max_rounds
+        granularity = group_granularity(group_size, self.accelerator.num_processes)
+        outputs, flags, round_rewards = [], [], []
+        generated, kept = 0, 0
+        round_inputs = inputs
+        while True:
+            out = super()._generate_and_score_completions(round_inputs)
+            outputs.append(self._gather_output(out))
+            round_rewards.append(self._gathered_rewards.cpu())
+            round_flags = select_groups(self._gathered_rewards[:, self._filter_columns].cpu(), group_size,
+                                        self.reward_weights[self._filter_columns].cpu())
+            flags.append(round_flags)
+            generated += round_flags.numel()
+            kept += int(round_flags.sum())
+            if kept >= target or (max_rounds > 0 and len(outputs) >= max_rounds):
+                return outputs, flags, round_rewards, generated, kept
+            n_groups = plan_refill(target - kept, kept / generated, granularity, target)
+            round_inputs = self._refill_inputs(n_groups, len(outputs))
 
     def _merge_round_metrics(self, logged_before: dict[str, int], round_rows: list[int], rewards: torch.Tensor):
         """Upstream logs its rollout metrics (``reward``, ``frac_reward_zero_std``, ``completions/*``, ...) once per
