@@ -86,6 +86,26 @@ def test_sampled_evaluation_is_seeded(tiny_model_path):
     assert evaluate(model, tokenizer, ds, seed=2, **kwargs)[1] != first
 
 
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_evaluation_leaves_the_global_rng_as_it_found_it(tiny_model_path, num_samples):
+    """The accuracy curve evaluates during training: a reseed here would give every training seed the same sampling
+    stream from then on (and undo TRL's per-rank seeds)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_ext.data.gsm8k import load_gsm8k
+    from trl_ext.eval import evaluate
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    ds = load_gsm8k("synthetic", "test", num_examples=4)
+    torch.manual_seed(1234)
+    torch.rand(3)  # a state part-way through a stream, not a fresh seed
+    before = torch.get_rng_state()
+    evaluate(model, tokenizer, ds, num_samples=num_samples, temperature=1.0, max_new_tokens=6, progress=False, seed=0)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_checkpoint_generation_config_is_not_inherited(tiny_model_path, tmp_path):
     """Evaluation and DPO's pair sampling pass an explicit sampling config, as TRL's rollouts do.
     A checkpoint whose generation_config.json sets repetition_penalty / top_k / no_repeat_ngram_size must be measured

@@ -182,7 +182,9 @@ def evaluate(
     """Evaluate ``model`` on a dataset from ``load_gsm8k``. Returns ``(summary, records)``.
 
     ``model`` may be ``None`` when ``model_path`` is given and vLLM is used. Sampling is seeded with ``seed``, so a
-    sampled evaluation of the same model gives the same numbers again (on the same hardware).
+    sampled evaluation of the same model gives the same numbers again (on the same hardware), from a private copy of
+    torch's generators: the global RNG state (CPU and every CUDA device) is left exactly as it was found, so an
+    evaluation during training (the accuracy curve) does not reseed the training's sampling.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -195,8 +197,10 @@ def evaluate(
     else:
         import torch
 
-        torch.manual_seed(seed)
-        outputs = _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, batch_size, progress)
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            torch.manual_seed(seed)
+            outputs = _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, batch_size,
+                                   progress)
     seconds = time.time() - start
     completions = [[text for text, _, _ in out] for out in outputs]
     lengths = [n for out in outputs for _, n, _ in out]

@@ -1,0 +1,42 @@
+"""The recipes' run-level callbacks (trl_ext.recipe.callbacks) inside real trainers: the accuracy curve must not
+disturb training's random streams, and the time budget must stop every rank on the same step."""
+
+import pytest
+from helpers.configs import tiny_dapo_config
+
+
+def _completions_with_curve(model_path, output_dir, seed):
+    """The completions of 2 GRPO steps of ``seed`` with the accuracy curve evaluating at every step (and at step 0,
+    before the first rollout); every prompt is the same, so only the sampling stream tells the seeds apart."""
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from trl_ext.data.gsm8k import load_gsm8k
+    from trl_ext.recipe.callbacks import AccuracyCurveCallback
+
+    seen = []
+
+    def recording_reward(completions, **kwargs):
+        seen.extend(completions)
+        return [float(len(c)) for c in completions]
+
+    prompt = [{"role": "user", "content": "Ben has 3 cards. He buys 6 more. How many cards does Ben have now?"}]
+    config = tiny_dapo_config(output_dir, GRPOConfig, seed=seed, max_steps=2, use_cpu=True)
+    trainer = GRPOTrainer(model=model_path, reward_funcs=[recording_reward], args=config,
+                          train_dataset=datasets.Dataset.from_list([{"prompt": prompt}] * 16),
+                          processing_class=AutoTokenizer.from_pretrained(model_path))
+    curve = load_gsm8k("synthetic", "validation", num_examples=4, limit=4)
+    trainer.add_callback(AccuracyCurveCallback(trainer, curve, every=1, max_new_tokens=4, batch_size=4))
+    trainer.train()
+    return seen
+
+
+def test_training_seeds_keep_their_own_sampling_with_the_accuracy_curve_on(tiny_model_path, tmp_path):
+    """The curve's evaluation at step 0 used to reseed torch's global generator, so every training seed then sampled
+    the same completions (and TRL's per-rank seeds were undone)."""
+    first = _completions_with_curve(tiny_model_path, tmp_path / "s0", seed=0)
+    second = _completions_with_curve(tiny_model_path, tmp_path / "s1", seed=1)
+    assert len(first) == len(second) == 16
+    assert first != second
+    assert _completions_with_curve(tiny_model_path, tmp_path / "s0b", seed=0) == first  # and a seed is repeatable
