@@ -28,6 +28,23 @@ def pythonpath(existing: str | None = None) -> str:
     return os.pathsep.join(dict.fromkeys(p for p in parts if p))
 
 
+def run_in_own_group(cmd, *, timeout, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` in a process group of its own that is killed whole on
+    timeout: killing only the launcher of a hung launch would leave its ranks running (and holding the CPUs) after the
+    test failed. Raises ``subprocess.TimeoutExpired`` as ``subprocess.run`` does."""
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env=None, mixed_precision="no"):
     """Run `accelerate launch` of `script` with one of the project's configs on CPU; return the CompletedProcess.
 
@@ -50,7 +67,7 @@ def launch(script, args=(), *, config="zero3", num_processes=2, timeout=600, env
     full_env = {**os.environ, **OFFLINE_ENV, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", **(env or {})}
     # the launcher adds the cwd only for some launches: this checkout and tests/ explicitly
     full_env["PYTHONPATH"] = pythonpath(full_env.get("PYTHONPATH"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
+    proc = run_in_own_group(cmd, timeout=timeout, env=full_env, cwd=REPO)
     if proc.returncode != 0:
         raise AssertionError(
             f"accelerate launch {script} ({config}) failed with {proc.returncode}\n"

@@ -4,28 +4,63 @@ What RL on the testbed relies on, checked on the model alone: greedy answers mos
 the 25-50% band, every answer ends in ``#### N`` (strict = flexible, so a later gain cannot be format), and under
 sampling the worked route is both present and right far more often than the direct one: there is a better strategy
 for RL to select.
+
+The build itself is the suite's one build of the default warm start, made the way a new user makes it: README's
+2-process ZeRO-3 testbed launch with an empty ``TRL_EXT_CACHE`` (which deadlocked when the build ran inside a rank).
 """
 
 import json
+import subprocess
 import time
 
 import pytest
+from helpers.launch import RECIPES, launch
+from helpers.worker import records
 
 from trl_ext.eval import evaluate_path
 from trl_ext.models.tiny import WarmStartConfig, warm_start
 
+BUILD_TIMEOUT = 1500  # the warm start's build (about 5.5 minutes on 2 cores) plus a 2-step recipe run
 
-@pytest.mark.timeout(1200)
-def test_warm_start_holds_two_strategies(tmp_path):
+
+@pytest.fixture(scope="module")
+def launch_from_empty_cache(tmp_path_factory):
+    """README's 2-process testbed command (`accelerate launch --config_file accelerate_configs/zero3.yaml
+    --num_processes 2 --mixed_precision no recipes/gspo_math.py`), 2 steps, with an empty ``TRL_EXT_CACHE``, as on a
+    fresh machine: the launch builds the warm start. ``(cache folder, completed launch, seconds)``; the suite's one
+    build of the default warm start (the model test below reads it)."""
+    cache, out = tmp_path_factory.mktemp("empty_cache"), tmp_path_factory.mktemp("gspo_fresh")
     start = time.time()
-    path = warm_start(WarmStartConfig(), cache_dir=tmp_path)  # a fresh cache: really trains
-    build_seconds = time.time() - start
+    try:
+        proc = launch(RECIPES / "gspo_math.py", ["--max_steps", "2", "--eval_limit", "8", "--eval_num_samples", "0",
+                                                 "--output_dir", out], config="zero3",
+                      timeout=BUILD_TIMEOUT - 100, env={"TRL_EXT_CACHE": str(cache)})
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError(f"2-process launch from an empty cache did not finish in {err.timeout} s (deadlock?)\n"
+                             f"{(err.stderr or '')[-4000:]}") from err
+    return cache, proc, time.time() - start
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_two_process_launch_from_an_empty_cache_builds_the_warm_start_and_trains(launch_from_empty_cache):
+    cache, proc, _ = launch_from_empty_cache
+    results = records(proc.stdout, "RECIPE_RESULT")
+    assert sorted(r["rank"] for r in results) == [0, 1] and {r["world_size"] for r in results} == {2}
+    assert {r["global_step"] for r in results} == {2}
+    assert proc.stderr.count("building the embedded warm start") == 1
+    assert (cache / f"tiny-sft-{WarmStartConfig().key()}" / "warm_start.json").exists()
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_warm_start_holds_two_strategies(launch_from_empty_cache, tmp_path):
+    cache, _, build_seconds = launch_from_empty_cache
+    path = warm_start(WarmStartConfig(), cache_dir=cache)  # built by the launch from the empty cache
     common = dict(source="synthetic", split="test", limit=200, max_new_tokens=64, progress=False)
     greedy = evaluate_path(str(path), output_dir=tmp_path / "greedy", **common)
     sampled = evaluate_path(str(path), output_dir=tmp_path / "sampled", num_samples=4, temperature=1.0, **common)
     strict, flexible = greedy["strict"]["accuracy"], greedy["flexible"]["accuracy"]
     worked, direct = sampled["by_strategy"]["worked"], sampled["by_strategy"]["direct"]
-    print(f"warm start built in {build_seconds:.0f} s: greedy strict {strict:.3f}, flexible {flexible:.3f}, shows work "
+    print(f"warm start built (and 2 GSPO steps) in {build_seconds:.0f} s: greedy strict {strict:.3f}, flexible {flexible:.3f}, shows work "
           f"{greedy['shows_work']:.2f}; sampled: worked {worked}, direct {direct}")
 
     assert 0.25 <= flexible <= 0.50
@@ -40,7 +75,7 @@ def test_warm_start_holds_two_strategies(tmp_path):
     assert info["key"] == WarmStartConfig().key() and info["config"]["direct_fraction"] == WarmStartConfig.direct_fraction
     # Cached: a second call returns at once without training.
     again = time.time()
-    assert warm_start(WarmStartConfig(), cache_dir=tmp_path) == path
+    assert warm_start(WarmStartConfig(), cache_dir=cache) == path
     assert time.time() - again < 5
 
 
@@ -62,7 +97,6 @@ def test_sft_data_of_the_two_stages():
 def test_two_processes_build_the_warm_start_once(tmp_path):
     """A 2-process launch (or parallel tests) asks for the warm start in every process: the lock makes one build it
     while the other waits, and both get the same complete model. A tiny config keeps the build to seconds."""
-    import subprocess
     import sys
 
     code = (
@@ -84,3 +118,20 @@ def test_two_processes_build_the_warm_start_once(tmp_path):
     assert logs.count("warm start built in") == 1
     built = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(built) == 1 and (built[0] / "warm_start.json").exists()  # no half-written or temporary folder left
+
+
+@pytest.mark.timeout(400)
+def test_ranks_of_a_launch_build_the_warm_start_once_and_go_on(tmp_path):
+    """Inside a launched process group (2 processes, DDP on CPU), the rank that takes the lock builds the warm start
+    outside the group: an in-rank build waited at SFTTrainer's barrier for the rank waiting on the lock (deadlock)."""
+    from helpers.launch import TESTS
+
+    try:
+        proc = launch(TESTS / "dist" / "warm_start_worker.py", ["--cache_dir", tmp_path], config="multi_gpu",
+                      timeout=300)
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError("the 2-process launch hung (warm-start build inside the process group)") from err
+    results = records(proc.stdout, "RESULT")
+    assert sorted(r["rank"] for r in results) == [0, 1] and {r["world_size"] for r in results} == {2}
+    assert len({r["path"] for r in results}) == 1
+    assert proc.stderr.count("building the embedded warm start") == 1

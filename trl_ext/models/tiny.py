@@ -245,13 +245,56 @@ def _train_sft(cfg: WarmStartConfig, out_dir: Path) -> None:
     progress.bar.close()
 
 
+# Environment variables through which a launcher (torchrun, `accelerate launch`, DeepSpeed, SLURM-style rank
+# variables) makes a process join a process group: the warm-start build runs without them.
+_DISTRIBUTED_ENV_PREFIXES = ("ACCELERATE_", "TORCHELASTIC_")
+_DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                    "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS")
+
+
+def build_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default ``os.environ``) without the variables that make a process a rank of a launch, and with this
+    trl_ext first on ``PYTHONPATH`` (the build runs the same code as its caller)."""
+    env = dict(os.environ if env is None else env)
+    for key in list(env):
+        if key in _DISTRIBUTED_ENV or key.startswith(_DISTRIBUTED_ENV_PREFIXES):
+            del env[key]
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def build_warm_start(cfg: WarmStartConfig, out_dir: str | os.PathLike) -> None:
+    """Train the warm start for ``cfg`` into ``out_dir`` (no cache, no lock: ``warm_start`` calls this in a process
+    of its own). Uses every core this process may run on."""
+    import datasets
+    import torch
+
+    out_dir = Path(out_dir)
+    start = time.time()
+    datasets.disable_progress_bars()  # one bar for the whole build, not one per dataset map
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(torch.get_num_threads(), cores))
+    _train_sft(cfg, out_dir)
+    (out_dir / "warm_start.json").write_text(
+        json.dumps({"config": dataclasses.asdict(cfg), "key": cfg.key(), "sft_seconds": time.time() - start},
+                   indent=2)
+    )
+
+
 def warm_start(cfg: WarmStartConfig | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
     """Path of the SFT'd tiny model for ``cfg``, training it first if it is not cached.
 
-    Safe to call from several processes at once (2-process launches, parallel tests): a file lock serialises the
-    build, so it happens once, and the model directory appears atomically, so a crashed build never leaves a
-    half-written cache entry. The build shows a progress bar with a time estimate (about 5 minutes on 2 CPU cores).
+    Safe to call from every rank of a launch and from parallel processes: a file lock serialises the build, so it
+    happens once, and the model directory appears atomically, so a crashed build never leaves a half-written cache
+    entry. The build runs in a child process with the launcher's distributed environment removed
+    (``build_environment``): inside a rank, ``SFTTrainer`` would wait at barriers for the other ranks, which wait
+    for the lock (a deadlock on the first multi-process run of a fresh machine). The build shows a progress bar
+    with a time estimate (about 5 minutes on 2 CPU cores).
     """
+    import subprocess
+    import sys
+
     from filelock import FileLock
 
     cfg = cfg or WarmStartConfig()
@@ -267,28 +310,16 @@ def warm_start(cfg: WarmStartConfig | None = None, cache_dir: str | os.PathLike 
             "trl_ext: building the embedded warm start (%d SFT steps, once; cached at %s; to rebuild, delete that "
             "folder or run `python -m trl_ext.models.tiny --rebuild`)", cfg.total_steps, final
         )
-        import datasets
-        import torch
-
-        bars_were_on = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()  # one bar for the whole build, not one per dataset map
-        # The build is a one-off with the machine to itself (other ranks wait on the lock), but `accelerate launch`
-        # sets OMP_NUM_THREADS=1 for every process: use all the cores this process may run on while it lasts.
-        threads = torch.get_num_threads()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(threads, cores))
         try:
-            _train_sft(cfg, tmp)
-            (tmp / "warm_start.json").write_text(
-                json.dumps({"config": dataclasses.asdict(cfg), "key": cfg.key(), "sft_seconds": time.time() - start},
-                           indent=2)
-            )
+            cmd = [sys.executable, "-m", "trl_ext.models.tiny", "--build_into", str(tmp),
+                   "--build_config", json.dumps(dataclasses.asdict(cfg))]
+            proc = subprocess.run(cmd, env=build_environment())
+            if proc.returncode != 0 or not (tmp / "warm_start.json").exists():
+                raise RuntimeError(f"building the embedded warm start failed (exit {proc.returncode}; its output is "
+                                   f"above): {' '.join(cmd[:4])} ...")
             os.replace(tmp, final)
         finally:
-            torch.set_num_threads(threads)
             shutil.rmtree(tmp, ignore_errors=True)
-            if bars_were_on:
-                datasets.enable_progress_bars()
         logger.warning("trl_ext: warm start built in %.0f s: %s", time.time() - start, final)
     return final
 
@@ -303,8 +334,14 @@ def main(argv=None) -> None:
     parser.add_argument("--split", default="test", help="held-out split to evaluate: test or validation")
     parser.add_argument("--eval_limit", type=int, default=200)
     parser.add_argument("--output_dir", default=None, help="where the evaluation JSON goes (default: <model>/eval)")
+    # warm_start()'s child process: train into this folder with these settings, nothing else (no cache, no lock)
+    parser.add_argument("--build_into", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--build_config", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.build_into:
+        build_warm_start(WarmStartConfig(**json.loads(args.build_config)), args.build_into)
+        return
     cfg = WarmStartConfig(seed=args.seed)
     if args.rebuild:
         root = Path(args.cache_dir) if args.cache_dir is not None else default_cache_dir()
