@@ -40,3 +40,31 @@ def test_training_seeds_keep_their_own_sampling_with_the_accuracy_curve_on(tiny_
     assert len(first) == len(second) == 16
     assert first != second
     assert _completions_with_curve(tiny_model_path, tmp_path / "s0b", seed=0) == first  # and a seed is repeatable
+
+
+@pytest.mark.timeout(400)
+def test_time_budget_stops_every_rank_on_the_same_step(tiny_model_path, tmp_path):
+    """Rank 1's clock passes the deadline at step 2, rank 0's never does: both stop after step 2 (each rank deciding
+    by its own clock stopped rank 1 alone, and the launch hung)."""
+    import subprocess
+
+    from helpers.launch import TESTS, launch
+    from helpers.worker import records
+
+    try:
+        proc = launch(TESTS / "dist" / "budget_worker.py", ["--model", tiny_model_path, "--output_dir", tmp_path],
+                      config="multi_gpu", timeout=300)
+    except subprocess.TimeoutExpired as err:
+        raise AssertionError("the ranks stopped on different steps and the launch hung") from err
+    results = records(proc.stdout, "RESULT")
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    assert [r["global_step"] for r in results] == [2, 2], results
+    assert all(r["stopped_by"] == "max_train_seconds 600" for r in results)
+
+
+def test_a_time_budget_on_several_processes_needs_a_reduction():
+    from trl_ext.recipe.callbacks import BudgetCallback
+
+    with pytest.raises(ValueError, match="reduce_max"):
+        BudgetCallback(None, world_size=2, max_train_seconds=60)
+    BudgetCallback(None, world_size=1, max_train_seconds=60)  # one process: its own clock

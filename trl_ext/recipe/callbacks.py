@@ -44,11 +44,19 @@ def rollout_used_up(args, global_step: int) -> bool:
 class BudgetCallback(TrainerCallback):
     """Stops training at the end of the first optimizer step at which ``max_samples`` completions were generated and
     the last rollout is used up, or at which ``max_train_seconds`` of training passed; stamps ``samples`` on every
-    log entry. ``counter`` is None for trainers that generate nothing during training (DPO, SFT)."""
+    log entry. ``counter`` is None for trainers that generate nothing during training (DPO, SFT).
+
+    Every rank must stop on the same step (a rank that stops early enters the end-of-training collectives while the
+    others step again: a hang). The sample count is the same on every rank; clocks are not, so with several
+    processes the time check uses ``reduce_max`` (``trl_ext.recipe.distributed.max_over_processes``): the largest
+    training time of all ranks, one value everywhere."""
 
     def __init__(self, counter: SampleCounter | None, world_size: int, max_samples: int | None = None,
-                 max_train_seconds: float | None = None, offline_samples: int = 0):
-        self.counter, self.world_size = counter, world_size
+                 max_train_seconds: float | None = None, offline_samples: int = 0, reduce_max=None):
+        if world_size > 1 and max_train_seconds is not None and reduce_max is None:
+            raise ValueError("a time budget on several processes needs reduce_max: the ranks must agree on when "
+                             "to stop")
+        self.counter, self.world_size, self.reduce_max = counter, world_size, reduce_max
         self.max_samples, self.max_train_seconds = max_samples, max_train_seconds
         self.offline_samples = offline_samples
         self.resumed_samples = 0
@@ -60,6 +68,10 @@ class BudgetCallback(TrainerCallback):
         """Seconds since training began in this launch, less the accuracy-curve evaluations."""
         curve = self.curve.eval_seconds_here if self.curve is not None else 0.0
         return time.time() - self.start - curve
+
+    def _agreed_train_seconds(self) -> float:
+        seconds = self.train_seconds()
+        return self.reduce_max(seconds) if self.world_size > 1 else seconds
 
     @property
     def samples(self) -> int:
@@ -76,7 +88,7 @@ class BudgetCallback(TrainerCallback):
         if self.max_samples is not None and self.counter is not None and self.samples >= self.max_samples \
                 and rollout_used_up(args, state.global_step):
             control.should_training_stop, self.stopped_by = True, f"max_samples {self.max_samples}"
-        if self.max_train_seconds is not None and self.train_seconds() >= self.max_train_seconds:
+        if self.max_train_seconds is not None and self._agreed_train_seconds() >= self.max_train_seconds:
             control.should_training_stop, self.stopped_by = True, f"max_train_seconds {self.max_train_seconds:g}"
         if control.should_training_stop:
             control.should_log = True  # the last step's numbers (and its sample count) reach the history

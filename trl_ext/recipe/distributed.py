@@ -1,5 +1,6 @@
 """Multi-process pieces of a recipe run: loading a model on one rank under ZeRO-3, making ``save_model`` write a full
-model under ZeRO-3, the per-rank ``RECIPE_RESULT`` line, and tearing the process group down."""
+model under ZeRO-3, one value agreed by all ranks, the per-rank ``RECIPE_RESULT`` line, and tearing the process group
+down."""
 
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ def ensure_full_save(trainer) -> None:
     if str(zero.get("stage")) == "3" and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
         log("ZeRO-3: set stage3_gather_16bit_weights_on_model_save=true so that save_model writes a full model")
+
+
+def max_over_processes(accelerator, value: float) -> float:
+    """The largest ``value`` over all processes of ``accelerator`` (a collective: every process must call it at the
+    same point). One process: ``value``."""
+    if accelerator.num_processes == 1:
+        return value
+    import torch
+
+    return float(accelerator.gather(torch.tensor([value], dtype=torch.float64, device=accelerator.device)).max())
 
 
 def print_result(result: dict) -> None:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,13 @@ from pathlib import Path
 from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
 from trl_ext.recipe.callbacks import AccuracyCurveCallback, BudgetCallback, SampleCounter
 from trl_ext.recipe.checkpoints import resolve_resume, warn_checkpoints_inside_rollouts
-from trl_ext.recipe.distributed import ensure_full_save, print_result, shutdown_distributed, zero3_init_disabled
+from trl_ext.recipe.distributed import (
+    ensure_full_save,
+    max_over_processes,
+    print_result,
+    shutdown_distributed,
+    zero3_init_disabled,
+)
 from trl_ext.recipe.evaluation import evaluate_model, evaluate_start_model, merge_lora, same_evaluation
 from trl_ext.recipe.hardware import log
 from trl_ext.recipe.prompts import check_prompt_lengths, check_rollout_fits, load_training_prompts
@@ -163,7 +170,8 @@ class RecipeRun:
         self.wall_clock = wall_clock_callback()  # elapsed_s in every log entry, step end times
         # the sample / time budget (always: it also stamps the sample count on the log)
         self.budget = BudgetCallback(self.sample_counter, trainer.accelerator.num_processes, s.max_samples,
-                                     s.max_train_seconds, self.offline_samples)
+                                     s.max_train_seconds, self.offline_samples,
+                                     reduce_max=functools.partial(max_over_processes, trainer.accelerator))
         callbacks = [self.wall_clock, self.budget]
         self.curve = None
         if s.eval_curve_steps:  # held-out accuracy during training, on eval_curve_split
