@@ -22,6 +22,9 @@ def policy(tiny_model_path):
     return AutoModelForCausalLM.from_pretrained(tiny_model_path)
 
 
+ONE_PROCESS = SimpleNamespace(distributed_type=SimpleNamespace(name="NO"))  # an accelerator that wraps nothing
+
+
 def decay_names(model):
     return Trainer.get_decay_parameter_names(None, model)  # Trainer's rule; it does not use the trainer
 
@@ -93,10 +96,18 @@ def test_hidden_from_optimizer_restores_the_flags(policy):
     assert all(p.requires_grad for p in critic.parameters() if p is not frozen)
 
 
-@pytest.mark.parametrize("processes,by_engine,manual", [(2, False, True), (2, True, False), (1, False, False)])
-def test_attach_makes_the_critic_a_submodule_and_ddp_ignores_it(policy, processes, by_engine, manual):
+@pytest.mark.parametrize("distributed_type,by_engine,manual", [
+    ("MULTI_CPU", False, True),
+    ("MULTI_GPU", False, True),  # also one process launched by torchrun (WORLD_SIZE=1): accelerate still wraps DDP
+    ("DEEPSPEED", True, False),
+    ("NO", False, False),
+])
+def test_attach_makes_the_critic_a_submodule_and_ddp_ignores_it(policy, distributed_type, by_engine, manual):
+    from accelerate.utils import DistributedType
+
     critic = Critic.build(policy, critic_args())
-    critic.attach(policy, SimpleNamespace(num_processes=processes), distributed_by_engine=by_engine)
+    accelerator = SimpleNamespace(distributed_type=DistributedType[distributed_type])
+    critic.attach(policy, accelerator, distributed_by_engine=by_engine)
     assert getattr(policy, CRITIC_ATTR) is critic.model and critic.manual_sync is manual
     ignored = getattr(policy, "_ddp_params_and_buffers_to_ignore", None)
     if manual:
@@ -127,8 +138,8 @@ def test_sync_gradients_averages_over_processes(policy, monkeypatch):
 
 def test_clip_grad_norm_clips_policy_and_critic_separately(policy):
     critic = Critic.build(policy, critic_args())
-    critic.attach(policy, SimpleNamespace(num_processes=1), distributed_by_engine=False)
-    accelerator = SimpleNamespace(clip_grad_norm_=torch.nn.utils.clip_grad_norm_)
+    critic.attach(policy, ONE_PROCESS, distributed_by_engine=False)
+    accelerator = SimpleNamespace(unscale_gradients=lambda: None)  # fp32: nothing to unscale
     critic_ids = {id(p) for p in critic.parameters()}
     for p in policy.parameters():
         p.grad = torch.full_like(p, 1e-4 if id(p) in critic_ids else 10.0)
@@ -139,9 +150,33 @@ def test_clip_grad_norm_clips_policy_and_critic_separately(policy):
     assert all(torch.all(p.grad == 1e-4) for p in critic.parameters())  # not shrunk by the policy's norm
 
 
+def test_clip_grad_norm_unscales_an_fp16_gradient_scaler_once(policy):
+    """fp16 without DeepSpeed: the scaler's unscale_ may run once per step; calling accelerate's clip_grad_norm_ per
+    group unscaled twice and raised. A real Accelerator in fp16 with a real GradScaler (on CPU accelerate makes none,
+    so one is attached as a GPU run would have it)."""
+    from accelerate import Accelerator
+
+    critic = Critic.build(policy, critic_args())
+    critic.attach(policy, ONE_PROCESS, distributed_by_engine=False)
+    accelerator = Accelerator(mixed_precision="fp16", cpu=True)
+    optimizer = accelerator.prepare(torch.optim.SGD(policy.parameters(), lr=0.1))
+    accelerator.native_amp, accelerator.scaler = True, torch.amp.GradScaler("cpu", init_scale=1024.0)
+    critic_ids = {id(p) for p in critic.parameters()}
+    accelerator.scaler.scale(torch.ones(()))  # a scaled backward's loss scaling (sets the scale up)
+    for p in policy.parameters():  # scaled gradients, as after that backward
+        p.grad = torch.full_like(p, 1024.0 * (1e-4 if id(p) in critic_ids else 10.0))
+    policy_norm, critic_norm = critic.clip_grad_norm(accelerator, policy, 1.0)
+    assert float(policy_norm) > 100 and float(critic_norm) < 1.0  # norms of the unscaled gradients
+    assert all(torch.allclose(p.grad, torch.full_like(p, 1e-4)) for p in critic.parameters())  # unscaled once
+    policy_grads = [p.grad for p in policy.parameters() if id(p) not in critic_ids]
+    assert torch.linalg.vector_norm(torch.stack([g.norm() for g in policy_grads])).item() == pytest.approx(1.0, rel=1e-4)
+    accelerator.scaler.step(optimizer.optimizer)  # the step the scaler guards still goes through
+    accelerator.scaler.update()
+
+
 def attached_critic(policy):
     critic = Critic.build(policy, critic_args())
-    critic.attach(policy, SimpleNamespace(num_processes=1), distributed_by_engine=False)
+    critic.attach(policy, ONE_PROCESS, distributed_by_engine=False)
     with torch.no_grad():
         for p in critic.parameters():
             p.add_(torch.randn_like(p))

@@ -358,3 +358,28 @@ def test_two_process_run(case, tiny_model_path, tmp_path):
     assert results, proc.stdout[-3000:]
     assert results[0]["world_size"] == 2
     assert not math.isnan(results[0]["last"]["ppo/value_loss"])
+
+
+@pytest.mark.timeout(300)
+def test_one_process_launched_as_torchrun_does(tiny_model_path, tmp_path):
+    """`torchrun --nproc_per_node 1` (or a scheduler) exports RANK=0 LOCAL_RANK=0 WORLD_SIZE=1: accelerate then wraps
+    the policy in DDP although there is one process, so DDP must ignore the critic as with several (it failed with
+    "Expected to mark a variable ready only once")."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from helpers.configs import tiny_recipe_args
+    from helpers.launch import OFFLINE_ENV, RECIPES, pythonpath
+
+    out = tmp_path / "ppo"
+    env = {**os.environ, **OFFLINE_ENV, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": pythonpath(os.environ.get("PYTHONPATH"))}
+    args = [*tiny_recipe_args("ppo", tiny_model_path, str(out)), "--eval_before", "false", "--eval_after", "false"]
+    proc = subprocess.run([sys.executable, str(RECIPES / "ppo_math.py"), *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["world_size"] == 1

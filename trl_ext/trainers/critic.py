@@ -165,9 +165,10 @@ class Critic:
     # ----- placement ----------------------------------------------------------------------------------------------
     def attach(self, policy: torch.nn.Module, accelerator, distributed_by_engine: bool) -> None:
         """Register the critic as ``policy.ppo_critic``. ``distributed_by_engine``: DeepSpeed or FSDP handles it
-        with the policy; otherwise, with several processes, DDP ignores it and ``sync_gradients`` averages it."""
+        with the policy; otherwise, whenever accelerate wraps the policy in DDP (a ``MULTI_*`` distributed type: also
+        a single process launched by torchrun, ``WORLD_SIZE=1``), DDP ignores it and ``sync_gradients`` averages it."""
         policy.add_module(CRITIC_ATTR, self.model)
-        self.manual_sync = accelerator.num_processes > 1 and not distributed_by_engine
+        self.manual_sync = accelerator.distributed_type.name.startswith("MULTI_") and not distributed_by_engine
         if self.manual_sync:
             names = [_PREFIX + n for n, _ in self.model.named_parameters()]
             names += [_PREFIX + n for n, _ in self.model.named_buffers()]
@@ -240,8 +241,11 @@ class Critic:
         critic = self.parameters()
         critic_ids = {id(p) for p in critic}
         policy = [p for p in model.parameters() if id(p) not in critic_ids]
-        critic_norm = accelerator.clip_grad_norm_(critic, max_norm)
-        return accelerator.clip_grad_norm_(policy, max_norm), critic_norm
+        # Unscale once (fp16 with a GradScaler; a no-op otherwise), then clip each group: the scaler refuses a second
+        # unscale_ in the same step, which two `accelerator.clip_grad_norm_` calls would each make.
+        accelerator.unscale_gradients()
+        critic_norm = torch.nn.utils.clip_grad_norm_(critic, max_norm)
+        return torch.nn.utils.clip_grad_norm_(policy, max_norm), critic_norm
 
     # ----- files --------------------------------------------------------------------------------------------------
     def save(self, output_dir: str, state_dict: dict, should_save: bool) -> dict:
