@@ -31,7 +31,8 @@ def test_samples_budget_of_the_embedded_configs():
     budget = P.Budget("samples", 2400)
     for algo in ("grpo", "dapo", "gspo", "ppo"):  # 16 completions per step (PPO: 16 prompts x 1)
         args, steps = P.budget_args(algo, embedded_fields(algo), budget, 1, None)
-        assert args == ["--max_samples", "2400", "--max_steps", "150"] and steps == 150, algo
+        # the run sets its own step bound (whole rollouts, below); the plan shows the estimate
+        assert args == ["--max_samples", "2400"] and steps == 150, algo
     # on 2 processes a step consumes twice as many: the step bound halves (rounded up)
     assert P.budget_args("grpo", embedded_fields("grpo"), P.Budget("samples", 2401), 2, None)[1] == 76
     # a rollout reused twice (num_iterations 2) brings new samples once per two passes
@@ -43,6 +44,53 @@ def test_samples_budget_of_the_embedded_configs():
         "--max_train_seconds", "51.2"]
     with pytest.raises(P.CompareError, match="none finished"):
         P.budget_args("sft-warm-start", embedded_fields("sft-warm-start"), budget, 1, None)
+
+
+def _embedded_training_args(algo, *cli):
+    """The training arguments a recipe run of the embedded ``algo`` config builds (the real config class)."""
+    from trl import TrlParser
+
+    from trl_ext.recipe.algorithms import get_algorithm
+    from trl_ext.recipe.config import parse_recipe_args
+
+    algorithm = get_algorithm(algo)
+    parsed = parse_recipe_args(TrlParser(algorithm.dataclass_types()), default_config=algorithm.default_config_path(),
+                               args=["--output_dir", "unused", *cli])
+    return parsed[1]
+
+
+@pytest.mark.parametrize("algo,steps,on_two", [("grpo", 150, 75), ("dapo", 150, 75), ("gspo", 152, 76),
+                                               ("ppo", 152, 76)])
+def test_samples_budget_trains_on_whole_rollouts(algo, steps, on_two):
+    """GSPO and PPO roll out 64 completions per 4 optimizer steps: a bound of ceil(2400 / 16) = 150 steps stopped
+    inside the 38th rollout (2,432 generated, 32 never trained on). The run's bound ends with its rollout."""
+    from trl_ext.recipe.callbacks import rollout_used_up, whole_rollout_steps
+
+    args = _embedded_training_args(algo)
+    assert whole_rollout_steps(2400, args) == steps and rollout_used_up(args, steps)
+    fields = {k: getattr(args, k) for k in ("per_device_train_batch_size", "steps_per_generation",
+                                            "gradient_accumulation_steps", "num_iterations")}
+    # two processes: rollouts of 32 (GRPO) or 128 (GSPO, PPO) completions: 75 x 32 = 2400, 19 x 128 = 2432
+    assert whole_rollout_steps(2400, SimpleNamespace(**fields, world_size=2)) == on_two
+    # a rollout trained on twice takes twice the steps
+    assert whole_rollout_steps(2400, SimpleNamespace(**{**fields, "num_iterations": 2}, world_size=1)) == 2 * steps
+
+
+def test_sampled_completions_have_one_length_cap_in_every_config_folder():
+    """Online RL, DPO's pairs and RFT's samples are generated under the same max new tokens (RFT sampled 64 tokens on
+    the testbed while the others sampled 48)."""
+    from trl_ext.configs import CONFIG_ROOT
+    from trl_ext.recipe.config import load_recipe_yaml
+
+    folders = {p.parent for p in (CONFIG_ROOT / "recipes").rglob("rl.yaml")}
+    assert folders
+    for folder in folders:
+        caps = {"rl": load_recipe_yaml(folder / "rl.yaml")[0]["max_completion_length"]}
+        for recipe, key in (("dpo", "dpo_max_new_tokens"), ("sft", "rft_max_new_tokens")):
+            if (folder / f"{recipe}.yaml").exists():
+                values = load_recipe_yaml(folder / f"{recipe}.yaml")[0]
+                caps[recipe] = values.get(key) or values.get("eval_max_new_tokens")
+        assert len(set(caps.values())) == 1, (folder.name, caps)
 
 
 def test_prompts_and_seconds_budgets():
@@ -271,6 +319,16 @@ def test_dpo_spends_its_samples_budget_on_pair_sampling(tiny_model_path, tmp_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples_generated"] == 20 and summary["dpo_pairs"]["questions"] == 10
+    # the pairs' sampling is training time (it was left out of "train s" and the accuracy-vs-time axis)
+    sampling = summary["dpo_pairs"]["sampling_seconds"]
+    assert sampling > 0 and summary["offline_seconds"] == sampling
+    assert summary["train_seconds"] >= sampling + 0.01
+    # a rerun finds the pairs cached and still counts what they cost to make
+    proc = subprocess.run([*cmd[:-4], "--output_dir", str(tmp_path / "again"), *cmd[-2:]], capture_output=True,
+                          text=True, env=_env(), cwd=REPO, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert again["dpo_pairs"]["cached"] and again["offline_seconds"] == sampling
 
 
 def test_where_rl_wins_follows_the_intervals():

@@ -8,9 +8,10 @@ split. Every run of both phases logs held-out accuracy during training on the va
 
 The budget (``--budget``):
 
-* ``samples`` (default): completions generated. Online RL (GRPO, DAPO, GSPO, PPO) gets ``--max_samples S`` and, as
-  an upper bound, ``--max_steps ceil(S / samples_per_step)`` with ``samples_per_step = per_device_train_batch_size x
-  processes x gradient_accumulation_steps / num_iterations`` (what one optimizer step consumes); DAPO's refill rounds
+* ``samples`` (default): completions generated. Online RL (GRPO, DAPO, GSPO, PPO) gets ``--max_samples S``; the run
+  sets its max_steps to train on whole rollouts until S were generated (``trl_ext.recipe.callbacks.
+  whole_rollout_steps``; the plan shows ``ceil(S / samples_per_step)`` with ``samples_per_step =
+  per_device_train_batch_size x processes x gradient_accumulation_steps / num_iterations``); DAPO's refill rounds
   count, so it stops after fewer steps. DPO and RFT spend ``S`` before training (k samples for S / k questions).
   The SFT controls on fixed data (warm-start data, gold solutions) sample nothing: they get the wall time the
   online algorithms trained, on average, in the same phase (``--max_train_seconds``).
@@ -123,9 +124,9 @@ def budget_args(label: str, fields: dict, budget: Budget, num_processes: int, co
             return [], fields["max_steps"] if fields["max_steps"] > 0 else None
         steps = max(1, round(budget.amount / prompts_per_step(recipe, fields, num_processes)))
         return ["--max_steps", str(steps)], steps
-    if recipe in ONLINE:
+    if recipe in ONLINE:  # the run sets max_steps itself: whole rollouts up to the budget (whole_rollout_steps)
         steps = math.ceil(budget.amount / samples_per_step(fields, num_processes))
-        return ["--max_samples", str(int(budget.amount)), "--max_steps", str(steps)], steps
+        return ["--max_samples", str(int(budget.amount))], steps
     if recipe == "dpo" or CONTROLS.get(label) == "rft":
         return ["--max_samples", str(int(budget.amount))], fields["max_steps"] if fields["max_steps"] > 0 else None
     if control_seconds is None:
@@ -153,11 +154,12 @@ class Job:
 
 
 def curve_args(steps: int | None, points: int, limit: int) -> list[str]:
-    """Accuracy-curve arguments for about ``points`` evaluations over ``steps`` optimizer steps (0 points: off)."""
+    """Accuracy-curve arguments for about ``points`` evaluations over the run's optimizer steps (0 points: off); the
+    run spreads them over its own max_steps. A time budget has no step count: every 50 steps (a guess)."""
     if points <= 0:
         return []
-    every = max(1, math.ceil(steps / points)) if steps and steps < UNBOUNDED_STEPS else 50  # time budget: a guess
-    return ["--eval_curve_steps", str(every), "--eval_curve_limit", str(limit), "--eval_curve_split", "validation"]
+    spacing = ["--eval_curve_points", str(points)] if steps and steps < UNBOUNDED_STEPS else ["--eval_curve_steps", "50"]
+    return [*spacing, "--eval_curve_limit", str(limit), "--eval_curve_split", "validation"]
 
 
 def phase_args(phase: str) -> list[str]:

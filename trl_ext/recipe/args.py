@@ -126,10 +126,11 @@ class RecipeScriptArguments:
     max_samples: int | None = field(
         default=None,
         metadata={
-            "help": "Training budget in samples (completions generated, discarded ones included). Online RL stops at "
-            "the end of the first optimizer step at which this many were generated and the last rollout is used up "
-            "(max_steps stays the upper bound); DPO and RFT spend it before training, sampling k completions for "
-            "max_samples // k training questions. None: no sample budget."
+            "help": "Training budget in samples (completions generated, discarded ones included). Online RL: "
+            "max_steps is set to train on whole rollouts until this many were generated, and training stops at the "
+            "end of the first optimizer step at which this many were generated and the last rollout is used up "
+            "(earlier for DAPO, whose refills count); DPO and RFT spend it before training, sampling k completions "
+            "for max_samples // k training questions. None: no sample budget."
         },
     )
     max_train_seconds: float | None = field(
@@ -142,6 +143,13 @@ class RecipeScriptArguments:
             "help": "Greedy accuracy on eval_curve_split every N optimizer steps, at the start and at the end of "
             "training, logged to the history as curve/strict, curve/flexible (with samples and training seconds). "
             "0: off (on GPUs each point costs a generation pass over eval_curve_limit problems)."
+        },
+    )
+    eval_curve_points: int = field(
+        default=0,
+        metadata={
+            "help": "Instead of eval_curve_steps: about this many accuracy-curve evaluations spread evenly over "
+            "max_steps (as the samples budget sets it), besides the one at the start. 0: use eval_curve_steps."
         },
     )
     eval_curve_limit: int = field(default=100, metadata={"help": "Problems of each accuracy-curve evaluation."})
@@ -174,6 +182,11 @@ class RecipeScriptArguments:
             raise ValueError(f"max_samples must be >= 1 or None, got {self.max_samples}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise ValueError(f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
+        if self.eval_curve_points < 0:
+            raise ValueError(f"eval_curve_points must be >= 0, got {self.eval_curve_points}")
+        if self.eval_curve_points and self.eval_curve_steps:
+            raise ValueError(f"give eval_curve_steps ({self.eval_curve_steps}) or eval_curve_points "
+                             f"({self.eval_curve_points}), not both")
         if self.eval_curve_steps < 0 or self.eval_curve_limit < 1:
             raise ValueError(f"eval_curve_steps must be >= 0 and eval_curve_limit >= 1, got {self.eval_curve_steps} "
                              f"and {self.eval_curve_limit}")

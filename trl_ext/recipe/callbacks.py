@@ -10,12 +10,14 @@ training; the recipe counts it itself and puts ``samples_generated`` in its summ
 
 Both callbacks write into the trainer's ``log_history`` (so into ``history.jsonl``): every log entry gets the
 cumulative ``samples``; every accuracy point is an entry of its own with ``curve/strict``, ``curve/flexible``,
-``curve/step``, ``samples`` and ``curve/eval_s`` (the seconds spent on these evaluations so far, which the wall-clock
-``elapsed_s`` includes and a plot against training time must subtract).
+``curve/step``, ``samples``, ``curve/train_s`` (training seconds so far: the sampling of offline training data
+included, the curve's own evaluations not) and ``curve/eval_s`` (the seconds spent on these evaluations so far, which
+the wall-clock ``elapsed_s`` includes).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from transformers import TrainerCallback
@@ -32,6 +34,18 @@ class SampleCounter:
     def __call__(self, *args, completions=None, **kwargs):
         self.count += len(completions) if completions is not None else 0
         return self.reward_func(*args, completions=completions, **kwargs)
+
+
+def whole_rollout_steps(max_samples: int, args) -> int:
+    """Optimizer steps that train on whole rollouts until at least ``max_samples`` completions were generated.
+
+    One rollout (TRL's generation batch) is ``per_device_train_batch_size x world_size x steps_per_generation``
+    completions, trained on for ``steps_per_generation x num_iterations`` micro-steps. A step bound of
+    ``ceil(samples / samples per step)`` can end inside a rollout (GSPO and PPO on the testbed: 150 steps generated 38
+    rollouts of 64 and trained on 37.5); this one ends at the end of the first rollout that reaches the budget."""
+    spg = args.steps_per_generation or args.gradient_accumulation_steps
+    rollouts = math.ceil(max_samples / (args.per_device_train_batch_size * args.world_size * spg))
+    return math.ceil(rollouts * spg * args.num_iterations / args.gradient_accumulation_steps)
 
 
 def rollout_used_up(args, global_step: int) -> bool:
@@ -52,22 +66,24 @@ class BudgetCallback(TrainerCallback):
     training time of all ranks, one value everywhere."""
 
     def __init__(self, counter: SampleCounter | None, world_size: int, max_samples: int | None = None,
-                 max_train_seconds: float | None = None, offline_samples: int = 0, reduce_max=None):
+                 max_train_seconds: float | None = None, offline_samples: int = 0, reduce_max=None,
+                 offline_seconds: float = 0.0):
         if world_size > 1 and max_train_seconds is not None and reduce_max is None:
             raise ValueError("a time budget on several processes needs reduce_max: the ranks must agree on when "
                              "to stop")
         self.counter, self.world_size, self.reduce_max = counter, world_size, reduce_max
         self.max_samples, self.max_train_seconds = max_samples, max_train_seconds
-        self.offline_samples = offline_samples
+        self.offline_samples, self.offline_seconds = offline_samples, offline_seconds
         self.resumed_samples = 0
         self.start = None
         self.stopped_by = None
         self.curve: AccuracyCurveCallback | None = None  # set by AccuracyCurveCallback, whose time is not training
 
     def train_seconds(self) -> float:
-        """Seconds since training began in this launch, less the accuracy-curve evaluations."""
+        """Seconds since training began in this launch, less the accuracy-curve evaluations, plus the seconds the
+        training data took to sample before training (``offline_seconds``: DPO's pairs, RFT's samples)."""
         curve = self.curve.eval_seconds_here if self.curve is not None else 0.0
-        return time.time() - self.start - curve
+        return self.offline_seconds + time.time() - self.start - curve
 
     def _agreed_train_seconds(self) -> float:
         seconds = self.train_seconds()
@@ -162,7 +178,8 @@ class AccuracyCurveCallback(TrainerCallback):
         points = [h for h in state.log_history if "curve/step" in h]
         if points:  # a resumed run has its earlier points; its clocks go on from the last one
             self.offset, self.eval_seconds_before = points[-1]["curve/train_s"], points[-1]["curve/eval_s"]
-        else:
+        else:  # training time starts with the sampling of offline training data (DPO's pairs, RFT's samples)
+            self.offset = self.budget.offline_seconds if self.budget is not None else 0.0
             self._evaluate(state)
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -102,8 +102,8 @@ def sft_dataset_for_run(run):
     state = PartialState()
     start = time.time()
     # shared out over the ranks and kept on disk: a sweep over learning rates samples once
-    records = shared_records(run.model_path, questions, parts, rank=state.process_index,
-                             world_size=state.num_processes, **settings)
+    records, run.offline_seconds = shared_records(run.model_path, questions, parts, rank=state.process_index,
+                                                  world_size=state.num_processes, **settings)
     run.phase_seconds["rft_sampling"] = time.time() - start
     run.offline_samples = len(questions) * s.rft_num_samples
     kept = verified_completions(records, s.rft_max_per_question)

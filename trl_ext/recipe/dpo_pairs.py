@@ -130,10 +130,12 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
         stats["cached"] = True
         return datasets.load_from_disk(str(final / "data")), stats, final
     sample_settings = {k: v for k, v in settings.items() if k not in ("max_pairs_per_question", "chosen_fallback")}
-    records = shared_records(model_path, dataset, root / f"pairs-{key}.parts", rank=rank, world_size=world_size,
-                             chunk_size=chunk_size, poll_seconds=poll_seconds, **sample_settings)
+    records, seconds = shared_records(model_path, dataset, root / f"pairs-{key}.parts", rank=rank,
+                                      world_size=world_size, chunk_size=chunk_size, poll_seconds=poll_seconds,
+                                      **sample_settings)
     pairs, stats = pairs_from_records(records, dataset, settings.get("max_pairs_per_question", 1),
                                       settings.get("chosen_fallback", "none"))
+    stats["sampling_seconds"] = seconds
     if pairs is None:
         raise ValueError(
             f"no training question gave a (correct, incorrect) pair: {stats}. Sample more completions "
@@ -194,4 +196,5 @@ def pairs_for_run(run):
     )
     run.extra["dpo_pairs"] = {**stats, "cache": str(path)}
     run.phase_seconds["dpo_pairs"] = time.time() - start
+    run.offline_seconds = stats["sampling_seconds"]  # counted as training time: what the pairs cost to make
     return pairs.select_columns(["prompt", "chosen", "rejected"])

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from pathlib import Path
 
 from trl_ext.recipe.args import RLScriptArguments, get_reward_funcs
-from trl_ext.recipe.callbacks import AccuracyCurveCallback, BudgetCallback, SampleCounter
+from trl_ext.recipe.callbacks import AccuracyCurveCallback, BudgetCallback, SampleCounter, whole_rollout_steps
 from trl_ext.recipe.checkpoints import resolve_resume, warn_checkpoints_inside_rollouts
 from trl_ext.recipe.distributed import (
     ensure_full_save,
@@ -55,12 +56,18 @@ class RecipeRun:
         self.extra: dict = {}
         self.sample_counter: SampleCounter | None = None  # set when the reward functions are built
         self.offline_samples = 0  # completions sampled before training (DPO pairs, RFT)
+        self.offline_seconds = 0.0  # the seconds that sampling took: training time too (the data's cost)
         self.phase_seconds: dict[str, float] = {}  # wall time of each phase this process ran, for the summary
         # before any model loads: a bad resume request fails in seconds, not after the warm start and model load
         self.resume_from = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
         training_args.resume_from_checkpoint = self.resume_from
         if self.resume_from is not None:
             log(f"resuming from {self.resume_from}")
+        if isinstance(script_args, RLScriptArguments) and script_args.max_samples is not None:  # online RL
+            steps = whole_rollout_steps(script_args.max_samples, training_args)
+            log(f"max_samples {script_args.max_samples}: max_steps {training_args.max_steps} -> {steps} (whole "
+                "rollouts)")
+            training_args.max_steps = steps
         warn_checkpoints_inside_rollouts(training_args)
         self.embedded_model = model_args.model_name_or_path in EMBEDDED_MODEL_NAMES
         if self.embedded_model:
@@ -171,13 +178,20 @@ class RecipeRun:
         # the sample / time budget (always: it also stamps the sample count on the log)
         self.budget = BudgetCallback(self.sample_counter, trainer.accelerator.num_processes, s.max_samples,
                                      s.max_train_seconds, self.offline_samples,
-                                     reduce_max=functools.partial(max_over_processes, trainer.accelerator))
+                                     reduce_max=functools.partial(max_over_processes, trainer.accelerator),
+                                     offline_seconds=self.offline_seconds)
         callbacks = [self.wall_clock, self.budget]
         self.curve = None
-        if s.eval_curve_steps:  # held-out accuracy during training, on eval_curve_split
+        every = s.eval_curve_steps
+        if s.eval_curve_points:
+            if trainer.args.max_steps <= 0:
+                raise ValueError("eval_curve_points spreads the curve over max_steps: set max_steps (or max_samples) "
+                                 "or give eval_curve_steps")
+            every = math.ceil(trainer.args.max_steps / s.eval_curve_points)
+        if every:  # held-out accuracy during training, on eval_curve_split
             dataset = load_gsm8k(s.dataset_source, s.eval_curve_split, limit=s.eval_curve_limit,
                                  **{**s.dataset_kwargs(), "num_examples": s.eval_curve_limit})
-            self.curve = AccuracyCurveCallback(trainer, dataset, s.eval_curve_steps, self.budget,
+            self.curve = AccuracyCurveCallback(trainer, dataset, every, self.budget,
                                                max_new_tokens=s.eval_max_new_tokens, batch_size=s.eval_batch_size)
             callbacks.append(self.curve)
         if self.resume_from is not None:
@@ -200,7 +214,7 @@ class RecipeRun:
             torch.cuda.reset_peak_memory_stats()
         start = time.time()
         train_result = trainer.train(resume_from_checkpoint=self.resume_from)
-        train_seconds = self.wall_clock.offset + time.time() - start
+        train_seconds = self.offline_seconds + self.wall_clock.offset + time.time() - start
         self.phase_seconds["train"] = time.time() - start
         self.extra["step_times"] = self.wall_clock.step_times
         self.extra["peak_memory"] = peak_memory()

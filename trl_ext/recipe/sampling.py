@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-CACHE_VERSION = "3"  # 2: explicit sampling config, only terminated chosen; 3: chunk-seeded sampling
+# 2: explicit sampling config, only terminated chosen; 3: chunk-seeded sampling; 4: chunks record their seconds
+CACHE_VERSION = "4"
 
 
 def _model_fingerprint(model_path: str) -> dict:
@@ -91,20 +92,25 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def shared_records(model_path: str, dataset, parts: Path, *, rank: int = 0, world_size: int = 1,
-                   chunk_size: int = 256, poll_seconds: float = 0.5, **sample_settings) -> list[dict]:
+                   chunk_size: int = 256, poll_seconds: float = 0.5, **sample_settings) -> tuple[list[dict], float]:
     """Verified samples of every question of ``dataset``, sampled by all ranks: rank ``r`` samples chunks ``r, r + W,
     ...`` (``sample_records``) and writes each finished chunk to ``parts`` atomically, skipping chunks already there
     (a killed run resumes; a rerun with the same ``parts`` samples nothing); then every rank waits *on the files* for
-    the others' chunks (no collective, so no ``ddp_timeout`` can expire) and returns all records in question order."""
+    the others' chunks (no collective, so no ``ddp_timeout`` can expire). Returns all records in question order and
+    the sampling's wall time: each chunk file keeps the seconds it took (a rank's first chunk includes loading the
+    model), and the ranks sample in parallel, so the time is the largest per-rank sum. A rerun that finds every chunk
+    on disk reports the time the sampling took when it was done: it is part of what the data cost."""
     parts.mkdir(parents=True, exist_ok=True)
     chunks = chunk_bounds(len(dataset), chunk_size)
 
     def part(chunk) -> Path:
         return parts / f"chunk-{chunk[0]:08d}-{chunk[1]:08d}.json"
 
+    started = time.time()
     for chunk, records in sample_records(model_path, dataset, chunks[rank::world_size],
                                          done=lambda c: part(c).exists(), **sample_settings):
-        _write_atomically(part(chunk), json.dumps(records))
+        _write_atomically(part(chunk), json.dumps({"seconds": time.time() - started, "records": records}))
+        started = time.time()
     waited, last_log = time.time(), time.time()
     while missing := [c for c in chunks if not part(c).exists()]:
         if time.time() - last_log > 60:
@@ -112,4 +118,6 @@ def shared_records(model_path: str, dataset, parts: Path, *, rank: int = 0, worl
                            time.time() - waited)
             last_log = time.time()
         time.sleep(poll_seconds)
-    return [r for c in chunks for r in json.loads(part(c).read_text())]
+    stored = [json.loads(part(c).read_text()) for c in chunks]
+    per_rank = [sum(s["seconds"] for s in stored[r::world_size]) for r in range(world_size)]
+    return [r for s in stored for r in s["records"]], max(per_rank, default=0.0)

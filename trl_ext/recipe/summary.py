@@ -190,14 +190,17 @@ def run_summary(run, trainer, train_result, train_seconds, before, after, final_
         "use_peft": bool(run.model_args.use_peft),
         "world_size": trainer.accelerator.num_processes,
         "global_step": trainer.state.global_step,
+        # training time, the sampling of offline training data included (DPO's pairs, RFT's samples: `offline_seconds`,
+        # as recorded when they were sampled, also when they came from the cache)
         "train_seconds": train_seconds,
+        "offline_seconds": run.offline_seconds,
         # this launch's phases (the warm start only when it was built or looked up here; a cached one takes ~0 s)
         "phase_seconds": dict(run.phase_seconds),
         "resumed_from": run.resume_from,
         "train_loss": getattr(train_result, "training_loss", None),
         "losses": losses,
         "losses_finite": bool(losses) and all(math.isfinite(x) for x in losses),
-        "tokens_per_second": tokens_per_second(history, train_seconds),
+        "tokens_per_second": tokens_per_second(history, train_seconds - run.offline_seconds),
         "history_path": str(output_dir / "history.jsonl"),
         "before": eval_view(before),
         "after": eval_view(after),
