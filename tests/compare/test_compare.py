@@ -30,20 +30,31 @@ def embedded_fields(label, overrides=()):
 def test_samples_budget_of_the_embedded_configs():
     budget = P.Budget("samples", 2400)
     for algo in ("grpo", "dapo", "gspo", "ppo"):  # 16 completions per step (PPO: 16 prompts x 1)
-        args, steps = P.budget_args(algo, embedded_fields(algo), budget, 1, None)
+        args, steps = P.budget_args(algo, embedded_fields(algo), budget, 1)
         # the run sets its own step bound (whole rollouts, below); the plan shows the estimate
         assert args == ["--max_samples", "2400"] and steps == 150, algo
     # on 2 processes a step consumes twice as many: the step bound halves (rounded up)
-    assert P.budget_args("grpo", embedded_fields("grpo"), P.Budget("samples", 2401), 2, None)[1] == 76
+    assert P.budget_args("grpo", embedded_fields("grpo"), P.Budget("samples", 2401), 2)[1] == 76
     # a rollout reused twice (num_iterations 2) brings new samples once per two passes
     assert P.samples_per_step(embedded_fields("grpo", ["--num_iterations", "2"]), 1) == 8
-    # DPO and RFT spend it on sampling before training; the fixed-data controls get the online mean time
-    assert P.budget_args("dpo", embedded_fields("dpo"), budget, 1, None)[0] == ["--max_samples", "2400"]
-    assert P.budget_args("rft", embedded_fields("rft"), budget, 1, None)[0] == ["--max_samples", "2400"]
-    assert P.budget_args("sft-gold", embedded_fields("sft-gold"), budget, 1, 51.24)[0][:2] == [
-        "--max_train_seconds", "51.2"]
-    with pytest.raises(P.CompareError, match="none finished"):
-        P.budget_args("sft-warm-start", embedded_fields("sft-warm-start"), budget, 1, None)
+    # DPO and RFT spend it on sampling before training; every SFT control trains as many examples as the budget
+    # (16 per step): 150 steps, fixed by the budget alone, so the sweep and the test phase train the same steps
+    assert P.budget_args("dpo", embedded_fields("dpo"), budget, 1)[0] == ["--max_samples", "2400"]
+    assert P.budget_args("rft", embedded_fields("rft"), budget, 1) == (
+        ["--max_samples", "2400", "--max_steps", "150"], 150)
+    for control in ("sft-gold", "sft-warm-start"):
+        assert P.budget_args(control, embedded_fields(control), budget, 1) == (["--max_steps", "150"], 150)
+    # rollouts as the YAMLs state them: 16 completions (GRPO), 64 (GSPO, PPO: 4 updates per rollout)
+    assert [P.rollout_size(embedded_fields(a), 1) for a in ("grpo", "gspo", "ppo")] == [16, 64, 64]
+
+
+def test_default_samples_budget_is_whole_rollouts_of_every_online_entry(tmp_path):
+    """The configs train 150 x 16 = 2400 completions; GSPO and PPO roll out 64 at a time, so the default budget is
+    2432 (38 rollouts): every online entry generates as many completions, all of them trained on."""
+    from trl_ext.compare.cli import Comparison, build_parser
+
+    comp = Comparison(build_parser().parse_args(["--output-dir", str(tmp_path), "--dry-run"]), [])
+    assert comp.budget.amount == 2432
 
 
 def _embedded_training_args(algo, *cli):
@@ -98,8 +109,8 @@ def test_prompts_and_seconds_budgets():
          "num_iterations": 1, "max_steps": 10}
     assert P.prompts_per_step("grpo", f, 2) == 8  # 16 x 2 x 2 / 8 completions per prompt
     assert P.prompts_per_step("dpo", f, 2) == 64  # pairs
-    assert P.budget_args("grpo", f, P.Budget("prompts", 100), 2, None) == (["--max_steps", "12"], 12)
-    args, steps = P.budget_args("dpo", f, P.Budget("seconds", 30), 1, None)
+    assert P.budget_args("grpo", f, P.Budget("prompts", 100), 2) == (["--max_steps", "12"], 12)
+    args, steps = P.budget_args("dpo", f, P.Budget("seconds", 30), 1)
     assert args[:2] == ["--max_train_seconds", "30"] and steps is None
     with pytest.raises(P.CompareError, match="budget must be one of"):
         P.Budget("tokens", 1)
@@ -117,6 +128,15 @@ def test_sweep_parsing_and_picking():
         P.pick_best({"1e-5": []})
 
 
+def test_widening_past_an_edge_pick():
+    grid = ["1e-5", "2e-5", "4e-5"]
+    assert P.widen(grid, "4e-5") == "8e-05" and P.widen(grid, "1e-5") == "5e-06"  # one more factor of 2
+    assert P.widen(grid, "2e-5") is None  # interior
+    assert P.widen(["1e-4", "3e-4"], "3e-4") == "0.0009"
+    assert P.widen(["0", "0.1"], "0") == "-0.1"  # not positive: one more difference
+    assert P.widen(["grpo", "dapo"], "grpo") is None and P.widen(["1e-5"], "1e-5") is None
+
+
 def test_sweep_runs_never_score_on_the_test_split(tmp_path):
     """Every sweep job is scored on validation and every test job on test; the splits share no problem, on the
     synthetic testbed and on real GSM8K (whose validation split is carved from train)."""
@@ -126,16 +146,19 @@ def test_sweep_runs_never_score_on_the_test_split(tmp_path):
                                       "--control-sweep", "learning_rate=3", "--output-dir", str(tmp_path),
                                       "--dry-run"])
     comp = Comparison(args, [])
-    sweep = comp.jobs("sweep")
-    assert [(j.label, j.setting[1]) for j in sweep] == [("grpo", "1"), ("grpo", "2"), ("dpo", "1"), ("dpo", "2"),
-                                                        ("rft", "3")]
+    sweep = comp.sweep_jobs({label: comp.grid(label)[1] for label in comp.labels})
+    assert [(j.label, j.setting[1], j.seed) for j in sweep][:4] == [("grpo", "1", 0), ("grpo", "1", 1),
+                                                                  ("grpo", "1", 2), ("grpo", "2", 0)]
+    assert len(sweep) == 3 * 5  # 3 seeds per value by default
     for job in sweep:
         cmd = comp.command(job)
         assert cmd[cmd.index("--dataset_test_split") + 1] == "validation" and "test" not in cmd
-        assert cmd[cmd.index("--eval_curve_split") + 1] == "validation"
-    for job in comp.jobs("test", {"grpo": ("learning_rate", "2")}):
+        assert cmd[cmd.index("--eval_limit") + 1] == "1000" and "--eval_curve_points" not in cmd
+    for job in comp.test_jobs({"grpo": ("learning_rate", "2")}):
         cmd = comp.command(job)
-        assert cmd[cmd.index("--dataset_test_split") + 1] == "test"
+        assert cmd[cmd.index("--dataset_test_split") + 1] == "test" and cmd[cmd.index("--eval_limit") + 1] == "2000"
+        assert cmd[cmd.index("--eval_curve_split") + 1] == "validation"
+        assert cmd[cmd.index("--eval_curve_points") + 1] == "12" and cmd[cmd.index("--eval_curve_limit") + 1] == "1000"
         assert (job.label != "grpo") or cmd[cmd.index("--learning_rate") + 1] == "2"
 
     from trl_ext.data.gsm8k import load_gsm8k
@@ -173,8 +196,10 @@ def _bootstrap_loop(a, b, draws, seed):
         ma = sum(a[s][i] for s in pick_a[d] for i in problems[d]) / (len(a) * n)
         mb = sum(b[s][i] for s in pick_b[d] for i in problems[d]) / (len(b) * n)
         diffs.append(ma - mb)
+    mean = sum(diffs) / draws
+    se = (sum((d - mean) ** 2 for d in diffs) / (draws - 1)) ** 0.5
     diffs.sort()
-    return diffs[int(0.025 * draws)], diffs[min(draws - 1, int(0.975 * draws))]
+    return diffs[int(0.025 * draws)], diffs[min(draws - 1, int(0.975 * draws))], se
 
 
 def test_paired_bootstrap_against_a_loop_and_by_hand():
@@ -184,21 +209,42 @@ def test_paired_bootstrap_against_a_loop_and_by_hand():
     a = [[int(r.random() < 0.7) for _ in range(30)] for _ in range(3)]
     b = [[int(r.random() < 0.5) for _ in range(30)] for _ in range(3)]
     got = stats.paired_bootstrap(a, b, draws=300, seed=4)
-    assert got["ci95"] == pytest.approx(_bootstrap_loop(a, b, 300, 4))
+    lo, hi, se = _bootstrap_loop(a, b, 300, 4)
+    assert got["ci95"] == pytest.approx((lo, hi)) and got["se"] == pytest.approx(se)
     assert got["difference"] == pytest.approx(sum(map(sum, a)) / 90 - sum(map(sum, b)) / 90)
     # degenerate cases one can compute by hand
     ones, zeros = [[1] * 10] * 2, [[0] * 10] * 2
     assert stats.paired_bootstrap(ones, zeros, draws=100) == {"difference": 1.0, "ci95": (1.0, 1.0), "p": 0.0,
-                                                              "draws": 100}
+                                                              "se": 0.0, "draws": 100}
     same = stats.paired_bootstrap(a, a, draws=200)
     assert same["p"] == 1.0 and same["ci95"][0] <= 0 <= same["ci95"][1]
     with pytest.raises(ValueError, match="same problems"):
         stats.paired_bootstrap(a, [[1] * 29], draws=10)
 
 
-def test_first_reaching():
+def test_detectable_difference_has_80_percent_power():
+    """2.8 standard errors: a true difference of that size gives |estimate| > 1.96 se in 80% of repetitions."""
+    import numpy as np
+
+    se = 0.02
+    delta = stats.detectable_difference(se)
+    assert delta == pytest.approx((1.959964 + 0.841621) * se)
+    estimates = np.random.default_rng(0).normal(delta, se, size=200_000)
+    assert np.mean(np.abs(estimates) > 1.959964 * se) == pytest.approx(0.80, abs=0.005)
+
+
+def test_crossing_bracket_and_interval_by_hand():
     pts = [{"flexible": 30, "samples": 0}, {"flexible": 55, "samples": 400}, {"flexible": 70, "samples": 800}]
-    assert stats.first_reaching(pts, 50, "samples") == 400 and stats.first_reaching(pts, 71, "samples") is None
+    assert stats.crossing_bracket(pts, 50, "samples") == (0.0, 400.0, 320.0)  # 30 -> 55 crosses 50 at 4/5 of 400
+    assert stats.crossing_bracket(pts, 60, "samples") == (400.0, 800.0, 400 + 400 / 3)
+    assert stats.crossing_bracket(pts, 20, "samples") == (0.0, 0.0, 0.0)  # there from the start
+    assert stats.crossing_bracket(pts, 71, "samples") is None
+    one = stats.crossing_interval([(0.0, 400.0, 320.0), None])
+    assert one["n"] == 1 and one["mean"] == 320.0 and one["ci95"] == (0.0, 400.0)  # one seed: the spacing alone
+    three = stats.crossing_interval([(0.0, 400.0, 300.0), (400.0, 800.0, 500.0), (0.0, 400.0, 100.0)])
+    lows, highs = stats.mean_sd_ci([0, 400, 0]), stats.mean_sd_ci([400, 800, 400])
+    assert three["mean"] == 300.0 and three["ci95"] == (0.0, highs["ci95"][1])  # the lower t-bound < 0: clipped
+    assert lows["ci95"][0] < 0
 
 
 # -- the budget during training -------------------------------------------------------------------------------------
@@ -249,7 +295,8 @@ TOY = ["--model_name_or_path", None, "--logging_steps", "1", "--num_train_exampl
 def toy_args(out, model, algos="grpo,dapo"):
     extra = [model if x is None else x for x in TOY]
     return ["--algos", algos, "--controls", "none", "--seeds", "1", "--sweep", "learning_rate=1e-5,1e-3",
-            "--samples", "32", "--curve-points", "2", "--curve-limit", "4", "--output-dir", str(out),
+            "--sweep-seeds", "1", "--max-widen", "1", "--jobs", "2", "--test-problems", "4",
+            "--validation-problems", "4", "--samples", "32", "--curve-points", "2", "--output-dir", str(out),
             "--algo-args", "dapo=--overlong_buffer_len 4", "--", *extra]
 
 
@@ -259,7 +306,8 @@ def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     proc = subprocess.run([sys.executable, str(RECIPES / "compare_gsm8k.py"), *toy_args(out, tiny_model_path)],
                           capture_output=True, text=True, env=_env(), cwd=REPO, timeout=580)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "8/6 runs" not in proc.stdout and "6/6 runs done" in proc.stdout
+    # 2 values each, then one more past the edge pick (a 2-value grid has no interior), then the test phase
+    assert "10/8 runs" not in proc.stdout and "8/8 runs done" in proc.stdout
     for name in ("results.md", "results.csv", "results.json", "readme_table.md", "accuracy_vs_samples.png",
                  "accuracy_vs_time.png", "final_accuracy.png", "phenomenon_entropy.png"):
         assert (out / name).stat().st_size > 0, name
@@ -267,7 +315,8 @@ def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     assert set(results["picked"]) == {"grpo", "dapo"}
     runs = results["runs"]
     assert [(r["phase"], r["label"]) for r in runs] == [("sweep", "grpo")] * 2 + [("sweep", "dapo")] * 2 + [
-        ("test", "grpo"), ("test", "dapo")]
+        ("sweep", "grpo"), ("sweep", "dapo"), ("test", "grpo"), ("test", "dapo")]
+    assert {r["setting"][1] for r in runs[4:6]} <= {"1e-07", "0.1"}  # a factor of 100 past the picked edge
     # the sweep scored on validation, the test phase on test, and they share no problem
     def questions(run_dir):
         return {json.loads(x)["question"] for x in (out / run_dir / "eval_after" / "samples.jsonl").open()}
@@ -275,11 +324,11 @@ def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     for r in runs:
         summary = json.loads((out / r["run_dir"] / "summary.json").read_text())
         assert summary["eval"]["split"] == ("validation" if r["phase"] == "sweep" else "test")
-    assert not questions(runs[0]["run_dir"]) & questions(runs[4]["run_dir"])
+    assert not questions(runs[0]["run_dir"]) & questions(runs[6]["run_dir"])
     # the samples budget: GRPO generates 8 per step, so 4 steps; DAPO's count includes its refill rounds
-    grpo = json.loads((out / runs[4]["run_dir"] / "summary.json").read_text())
+    grpo = json.loads((out / runs[6]["run_dir"] / "summary.json").read_text())
     assert grpo["samples_generated"] == 32 and grpo["global_step"] == 4 and grpo["budget_stopped_by"]
-    dapo_dir = out / runs[5]["run_dir"]
+    dapo_dir = out / runs[7]["run_dir"]
     dapo = json.loads((dapo_dir / "summary.json").read_text())
     history = [json.loads(x) for x in (dapo_dir / "history.jsonl").open()]
     generated = sum(h["dapo/generated_groups_per_trained_group"] * 2 * 4 for h in history
@@ -289,8 +338,11 @@ def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     assert curve[0]["curve/step"] == 0 and curve[-1]["curve/step"] == dapo["global_step"]
     md = (out / "results.md").read_text()
     for section in ("## Results (test split)", "## Paired differences", "## Sweep (validation split)",
-                    "## Budget used", "## What the curves show", "python recipes/compare_gsm8k.py --algos grpo,dapo"):
+                    "## Budget used", "## What the curves show", "python recipes/compare_gsm8k.py --algos grpo,dapo",
+                    "8 of 8 runs were made by this command", "Power between the algorithms",
+                    "![validation accuracy vs samples](accuracy_vs_samples.png)"):
         assert section in md, section
+    assert all(f"]({name})" in md for name, _ in results["meta"]["plots"])  # every figure is shown
     # no absolute path of this machine, but where the user typed one (the command line, the output folder)
     assert not [ln for ln in md.splitlines() if str(tmp_path) in ln
                 and not ln.startswith(("python recipes/", "- Run folders"))]
@@ -306,6 +358,7 @@ def test_toy_sweep_end_to_end(tiny_model_path, tmp_path, monkeypatch):
     assert cli.main(toy_args(out, tiny_model_path)) == 0 and time.time() - start < 60
     again = json.loads((out / "results.json").read_text())
     assert {r["status"] for r in again["runs"]} == {"reused"} and again["picked"] == results["picked"]
+    assert "0 of 8 runs were made by this command; 8 were reused" in (out / "results.md").read_text()
 
 
 @pytest.mark.timeout(300)

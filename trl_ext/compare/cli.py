@@ -21,15 +21,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
+import os
 import shlex
-import statistics
 import sys
+import threading
 from pathlib import Path
 
 from trl_ext.compare import plan as P
 from trl_ext.compare.machine import machine_info, machine_line
 from trl_ext.compare.markdown import format_report, readme_table, write_csv
-from trl_ext.compare.report import aggregate, paired_table, phenomena_summary, readings, speed_table, train_seconds
+from trl_ext.compare.report import (
+    aggregate,
+    paired_table,
+    phenomena_summary,
+    power_summary,
+    readings,
+    speed_table,
+    train_seconds,
+)
 from trl_ext.compare.runner import Progress, build_command, load_correctness, load_history, run_one
 
 
@@ -50,10 +60,23 @@ def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
     p.add_argument("--sweep", default=None, help="FIELD=v1,v2,...: tuned for every algorithm on validation")
     p.add_argument("--control-sweep", default=None, help="FIELD=v1,v2,... for the controls (SFT learning rates "
                    "are another scale)")
-    p.add_argument("--sweep-seeds", type=int, default=1, help="seeds per swept value (default 1)")
+    p.add_argument("--sweep-seeds", type=int, default=3, help="seeds per swept value (default 3)")
+    p.add_argument("--max-widen", type=int, default=2,
+                   help="times an entry's grid is extended past an edge pick (one more value at that end, 3 seeds "
+                   "each) before the report flags the pick as an edge pick (default 2; 0: flag only)")
+    p.add_argument("--test-problems", type=int, default=2000,
+                   help="test problems evaluated (at most; default 2000: the synthetic testbed generates them, real "
+                   "GSM8K has 1,319)")
+    p.add_argument("--validation-problems", type=int, default=1000,
+                   help="validation problems of the sweep and the curves (at most; default 1000)")
     p.add_argument("--curve-points", type=int, default=None,
-                   help="accuracy evaluations during each run (default 6 on CPU, 0 on GPUs)")
-    p.add_argument("--curve-limit", type=int, default=100, help="validation problems per curve point")
+                   help="accuracy evaluations during each test-phase run besides the first (default 12 on CPU, 0 on "
+                   "GPUs)")
+    p.add_argument("--curve-limit", type=int, default=None,
+                   help="validation problems per curve point (default: --validation-problems)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time (each with cores / jobs threads); 2 on a 2-core CPU machine, 1 when each run "
+                   "takes every GPU")
     p.add_argument("--config-dir", default="embedded", help="folder with <recipe>.yaml: a path, or a shipped one "
                    "(embedded, gsm8k/qwen2.5-0.5b-instruct; `trl-ext configs` lists them)")
     p.add_argument("--launch-config", default=None, help="accelerate config: a path or a shipped name (zero3)")
@@ -121,9 +144,12 @@ class Comparison:
         if points is None:
             from trl_ext.compare.runner import gpu_names
 
-            points = 0 if gpu_names() else 6
+            points = 0 if gpu_names() else 12
         self.curve_points = points
+        self.curve_limit = args.curve_limit or args.validation_problems
+        self.threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
         self.records: list[dict] = []
+        self._lock = threading.Lock()
 
     def config(self, recipe: str) -> Path:
         from trl_ext.configs import resolve_config
@@ -142,70 +168,102 @@ class Comparison:
             return a.seconds
         if a.samples is not None:
             return a.samples
-        online = [f["max_steps"] * P.samples_per_step(f, a.num_processes) for label, f in self.fields.items()
-                  if label in P.ONLINE and f["max_steps"] > 0]
-        if not online:
+        online = {label: f for label, f in self.fields.items() if label in P.ONLINE}
+        steps = [f["max_steps"] * P.samples_per_step(f, a.num_processes) for f in online.values() if f["max_steps"] > 0]
+        if not steps:
             raise P.CompareError("give --samples: no online algorithm's config sets max_steps")
-        return max(online)
+        # the most any config trains on, rounded up to whole rollouts of every online entry: all generate as many
+        rollout = math.lcm(*(P.rollout_size(f, a.num_processes) for f in online.values()))
+        return math.ceil(max(steps) / rollout) * rollout
 
-    def jobs(self, phase: str, picked: dict | None = None) -> list[P.Job]:
-        """The phase's jobs, online algorithms first (the fixed-data controls' time budget is their mean)."""
-        order = sorted(self.labels, key=lambda lb: (lb not in P.ONLINE, lb in P.CONTROLS))
-        jobs = []
-        for label in order:
-            grid = self.control_sweep if label in P.CONTROLS else self.sweep
-            if phase == "sweep":
-                if grid is None:
-                    continue
-                settings, seeds = [(grid[0], v) for v in grid[1]], list(range(self.args.sweep_seeds))
-            else:
-                settings, seeds = [picked.get(label) if picked else None], self.seeds
-            for setting in settings:
-                for seed in seeds:
-                    where = [phase, label] + ([f"{setting[0]}={setting[1]}"] if setting else []) + [f"seed{seed}"]
-                    jobs.append(P.Job(label, phase, seed, setting, self.out_dir.joinpath(*where)))
-        return jobs
+    def grid(self, label: str):
+        return self.control_sweep if label in P.CONTROLS else self.sweep
 
-    def control_seconds(self, phase: str) -> float | None:
-        secs = [train_seconds(r["summary"]) for r in self.records
-                if r["phase"] == phase and r["label"] in P.ONLINE and r.get("summary")]
-        secs = [s for s in secs if s]
-        return statistics.fmean(secs) if secs else None
+    def job(self, label: str, phase: str, setting, seed: int) -> P.Job:
+        where = [phase, label] + ([f"{setting[0]}={setting[1]}"] if setting else []) + [f"seed{seed}"]
+        return P.Job(label, phase, seed, setting, self.out_dir.joinpath(*where))
+
+    def sweep_jobs(self, values: dict[str, list[str]]) -> list[P.Job]:
+        """Sweep jobs for ``{label: [values]}``, over the sweep seeds, in the table's order."""
+        return [self.job(label, "sweep", (self.grid(label)[0], v), seed)
+                for label in self.labels for v in values.get(label, []) for seed in range(self.args.sweep_seeds)]
+
+    def test_jobs(self, picked: dict) -> list[P.Job]:
+        return [self.job(label, "test", picked.get(label), seed) for label in self.labels for seed in self.seeds]
 
     def command(self, job: P.Job) -> list[str]:
         recipe = P.recipe_of(job.label)
-        seconds = self.control_seconds(job.phase)
-        if seconds is None and self.args.dry_run:
-            seconds = "<mean training seconds of the online runs>"
-        budget, steps = P.budget_args(job.label, self.fields[job.label], self.budget, self.args.num_processes,
-                                      seconds)
+        budget, steps = P.budget_args(job.label, self.fields[job.label], self.budget, self.args.num_processes)
         job.planned_steps = steps
-        extra = [*self.entry_args(job.label), *budget, *P.phase_args(job.phase),
-                 *P.curve_args(steps, self.curve_points, self.args.curve_limit), *P.setting_args(job.setting)]
+        problems = self.args.validation_problems if job.phase == "sweep" else self.args.test_problems
+        # the curves serve the speed table, which reads the test phase
+        curve = P.curve_args(steps, self.curve_points, self.curve_limit) if job.phase == "test" else []
+        extra = [*self.entry_args(job.label), *budget, *P.phase_args(job.phase, problems), *curve,
+                 *P.setting_args(job.setting)]
         return build_command(recipe, self.config(recipe), job.seed, job.run_dir, extra, self.launch_config,
                              self.args.num_processes)
 
-    def run(self, jobs, progress: Progress) -> None:
-        for job in jobs:
-            try:
-                cmd = self.command(job)
-            except P.CompareError as err:
-                rec = {"status": "failed", "error": str(err), "summary": None, "seconds": None, "log": None,
-                       "command": None, "run_dir": str(job.run_dir)}
-            else:
-                rec = run_one(cmd, job.run_dir, force=self.args.force, timeout=self.args.timeout,
-                              dry_run=self.args.dry_run)
-            rec.update(label=job.label, phase=job.phase, seed=job.seed, setting=job.setting)
-            if self.args.dry_run and rec.get("command"):
-                print(f"[compare] {job.name}: {rec['command']}", flush=True)
-                continue
-            if rec.get("summary"):
-                rec["history"] = load_history(job.run_dir)
-                rec["correct_before"] = load_correctness(job.run_dir, "before")
-                rec["correct_after"] = load_correctness(job.run_dir, "after")
+    def _run_job(self, job: P.Job, progress: Progress) -> None:
+        try:
+            cmd = self.command(job)
+        except P.CompareError as err:
+            rec = {"status": "failed", "error": str(err), "summary": None, "seconds": None, "log": None,
+                   "command": None, "run_dir": str(job.run_dir)}
+        else:
+            env = {"OMP_NUM_THREADS": str(self.threads)} if self.args.jobs > 1 else None
+            rec = run_one(cmd, job.run_dir, force=self.args.force, timeout=self.args.timeout,
+                          dry_run=self.args.dry_run, env=env)
+        rec.update(label=job.label, phase=job.phase, seed=job.seed, setting=job.setting)
+        if self.args.dry_run and rec.get("command"):
+            print(f"[compare] {job.name}: {rec['command']}", flush=True)
+            return
+        if rec.get("summary"):
+            rec["history"] = load_history(job.run_dir)
+            rec["correct_before"] = load_correctness(job.run_dir, "before")
+            rec["correct_after"] = load_correctness(job.run_dir, "after")
+        with self._lock:
             self.records.append(rec)
             status = rec["error"] or rec.get("note") or (f"{rec['seconds']:.0f} s" if rec["seconds"] else "")
             print(f"[compare] {job.name}: {rec['status']} {status} ({progress.update(rec)})", flush=True)
+
+    def run(self, jobs, progress: Progress) -> None:
+        """Run ``jobs``, ``--jobs`` at a time; the records keep the jobs' order."""
+        start = len(self.records)
+        if self.args.jobs <= 1 or self.args.dry_run:
+            for job in jobs:
+                self._run_job(job, progress)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.args.jobs) as pool:
+                list(pool.map(lambda j: self._run_job(j, progress), jobs))
+        position = {(j.label, j.phase, j.seed, j.setting): i for i, j in enumerate(jobs)}
+        self.records[start:] = sorted(self.records[start:], key=lambda r: position[(r["label"], r["phase"],
+                                                                                   r["seed"], r["setting"])])
+
+    def run_sweep(self, progress: Progress) -> tuple[dict, dict]:
+        """The sweep over each entry's grid, widened past edge picks up to ``--max-widen`` times. Returns
+        ``(picked, tried)``: ``{label: (field, value)}`` and ``{label: [values tried]}``."""
+        tried = {label: list(self.grid(label)[1]) for label in self.labels if self.grid(label)}
+        self.run(self.sweep_jobs(tried), progress)
+        for _ in range(self.args.max_widen):
+            if self.args.dry_run:
+                break
+            extra = {}
+            for label, (_, value) in self.picks().items():
+                new = P.widen(tried[label], value)
+                if new is not None and new not in tried[label]:
+                    extra[label] = [new]
+                    print(f"[compare] {label}: picked {value}, an edge of {','.join(tried[label])}: adding {new}",
+                          flush=True)
+            if not extra:
+                break
+            for label, values in extra.items():
+                tried[label] += values
+            jobs = self.sweep_jobs(extra)
+            progress.total += len(jobs)
+            self.run(jobs, progress)
+        return ({} if self.args.dry_run else self.picks()), tried
 
     def picks(self) -> dict:
         """Each swept entry's value with the best validation flexible accuracy after training."""
@@ -227,22 +285,49 @@ class Comparison:
         return picked
 
 
-def sweep_table(records, picked) -> tuple[list[str], list[list[str]]]:
-    rows = {}
+def sweep_table(records, picked, comp: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Validation accuracy per entry and swept value (mean ± sd over seeds), values in numeric order; ``+`` marks a
+    value added past an edge pick; the last column says whether the pick is interior."""
+    from trl_ext.compare.stats import mean_sd_ci
+
+    rows: dict = {}
     for r in (r for r in records if r["phase"] == "sweep"):
         acc = ((r.get("summary") or {}).get("after") or {}).get("flexible")
-        cell = rows.setdefault(r["label"], {}).setdefault(r["setting"][1], [])
-        cell.append(100 * acc["accuracy"] if acc else None)
-    values = list(dict.fromkeys(v for cells in rows.values() for v in cells))
+        rows.setdefault(r["label"], {}).setdefault(r["setting"][1], []).append(100 * acc["accuracy"] if acc else None)
+
+    def order(v):
+        try:
+            return (0, float(v), v)
+        except ValueError:
+            return (1, 0.0, v)
+
+    values = sorted({v for cells in rows.values() for v in cells}, key=order)
     body = []
     for label, cells in rows.items():
-        line = [label]
+        line, pick = [label], picked.get(label, (None, None))[1]
         for v in values:
-            accs = [a for a in cells.get(v, []) if a is not None]
-            text = f"{statistics.fmean(accs):.1f}" if accs else ("failed" if v in cells else "-")
-            line.append(f"**{text}**" if picked.get(label, (None, None))[1] == v else text)
+            stat = mean_sd_ci([a for a in cells.get(v, []) if a is not None])
+            text = ("failed" if v in cells else "-") if stat["mean"] is None else \
+                f"{stat['mean']:.1f}" + (f" ± {stat['sd']:.1f}" if stat["sd"] is not None else "")
+            text = f"**{text}**" if pick == v else text
+            line.append(text + (" +" if v in cells and v not in comp.grid(label)[1] else ""))
+        tried = list(cells)
+        line.append("-" if pick is None else "edge of the grid" if P.widen(tried, pick) is not None else "interior")
         body.append(line)
-    return ["entry", *values], body
+    return ["entry", *values, "pick"], body
+
+
+def provenance(records) -> str:
+    """Where the runs of this report came from: made by this command, or reused (and with which command)."""
+    made = sum(r["status"] == "ok" for r in records)
+    reused = [r for r in records if r["status"] == "reused"]
+    other = [r for r in reused if r.get("note")]
+    failed = sum(r["status"] == "failed" for r in records)
+    text = f"{made} of {len(records)} runs were made by this command"
+    if reused:
+        text += (f"; {len(reused)} were reused from an earlier invocation ({len(other)} of them made with another "
+                 "command: rerun with --force to make every run with this one)")
+    return text + (f"; {failed} failed (listed below)." if failed else ".")
 
 
 def budget_table(rows) -> tuple[list[str], list[list[str]]]:
@@ -276,20 +361,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     comp = Comparison(args, extra)
     comp.out_dir.mkdir(parents=True, exist_ok=True)
-    sweep_jobs = comp.jobs("sweep")
+    sweep_total = len(comp.sweep_jobs({lb: comp.grid(lb)[1] for lb in comp.labels if comp.grid(lb)}))
     test_total = len(comp.labels) * len(comp.seeds)
-    print(f"[compare] budget: {comp.budget.kind} {comp.budget.amount:g}; {len(sweep_jobs)} sweep runs (validation), "
-          f"{test_total} test runs; curve points per run: {comp.curve_points}", flush=True)
-    progress = Progress(len(sweep_jobs) + test_total)
-    comp.run(sweep_jobs, progress)
+    print(f"[compare] budget: {comp.budget.kind} {comp.budget.amount:g}; {sweep_total} sweep runs (validation, "
+          f"more if a grid is widened), {test_total} test runs; curve points per test run: {comp.curve_points}; "
+          f"{args.jobs} run(s) at a time", flush=True)
+    progress = Progress(sweep_total + test_total)
+    picked, tried = comp.run_sweep(progress)
     if args.dry_run:
         print("[compare] then the test phase, with each entry's value picked on validation:", flush=True)
-    picked = {} if args.dry_run else comp.picks()
     for label, setting in picked.items():
         print(f"[compare] {label}: picked {setting[0]}={setting[1]} on validation", flush=True)
-    comp.run(comp.jobs("test", picked), progress)
+    comp.run(comp.test_jobs(picked), progress)
     if args.dry_run:
         return 0
+    edges = {label: value for label, (_, value) in picked.items() if P.widen(tried[label], value) is not None}
 
     rows = aggregate(comp.records, picked)
     paired = paired_table(rows)
@@ -306,12 +392,16 @@ def main(argv=None) -> int:
         "command": command, "date": datetime.date.today().isoformat(), "machine_line": machine_line(),
         "machine": machine_info(), "plots": plots,
         "protocol": protocol_lines(comp, picked),
-        "sweep_note": ("Validation greedy flexible accuracy after training (%), mean over the sweep seeds; bold: "
-                       "picked. The validation problems are carved from the training problems and never trained "
-                       "on; the test split is not used in this phase." if sweep_jobs else
+        "sweep_note": ("Validation greedy flexible accuracy after training (%), mean ± sd over the "
+                       f"{args.sweep_seeds} sweep seeds; bold: picked; a value added past an edge pick is marked +. "
+                       "The validation problems are carved from the training problems and never trained on; the "
+                       "test split is not used in this phase." if sweep_total else
                        "No sweep (each entry used its config's values)."),
+        "edges": edges,
+        "power": power_summary(paired),
+        "provenance": provenance(comp.records),
     }
-    text = format_report(meta, rows, paired, sweep_table(comp.records, picked), threshold, speed,
+    text = format_report(meta, rows, paired, sweep_table(comp.records, picked, comp), threshold, speed,
                          readings(phen, rows, speed, paired), budget_table(rows), run_rows(comp.records, comp.out_dir))
     from trl_ext.configs import CONFIG_ROOT
 
@@ -334,18 +424,22 @@ def protocol_lines(comp: Comparison, picked: dict) -> list[str]:
     b, a = comp.budget, comp.args
     unit = {"samples": "completions generated (DAPO's refills and DPO/RFT sampling included)",
             "prompts": "training prompts (DPO: pairs)", "seconds": "training seconds"}[b.kind]
-    lines = [f"Budget: {b.amount:g} {unit} per run; the fixed-data SFT controls get the online algorithms' mean "
-             "training time." if b.kind == "samples" else f"Budget: {b.amount:g} {unit} per run.",
+    control = [f for lb, f in comp.fields.items() if lb in P.CONTROLS]
+    lines = [f"Budget: {b.amount:g} {unit} per run" + (
+        f"; online RL trains on whole rollouts up to it; the SFT controls train "
+        f"{P.control_steps(control[0], b, a.num_processes)} optimizer steps (as many examples as the budget, the "
+        "same in both phases)." if b.kind == "samples" and control else "."),
              f"Sweep: {a.sweep or 'none'} for the algorithms, {a.control_sweep or 'none'} for the controls, "
-             f"{a.sweep_seeds} seed(s) each, scored on the validation split; test phase seeds: "
-             f"{', '.join(map(str, comp.seeds))}.",
+             f"{a.sweep_seeds} seed(s) per value, scored on at most {a.validation_problems} validation problems; a "
+             f"grid is extended past an edge pick up to {a.max_widen} time(s). Test phase seeds: "
+             f"{', '.join(map(str, comp.seeds))}, on at most {a.test_problems} test problems.",
              f"Launch: {'accelerate launch' if comp.launch_config or a.num_processes > 1 else 'python'}, "
-             f"{a.num_processes} process(es) per run"
+             f"{a.num_processes} process(es) per run, {a.jobs} run(s) at a time"
              + (f", `{a.launch_config}`" if comp.launch_config else "") + ".",
-             f"Accuracy during training: {comp.curve_points} greedy evaluations per run on {a.curve_limit} validation "
-             "problems." if comp.curve_points else "Accuracy during training: off.",
-             "Evaluation: greedy, flexible (last number) and strict (last `#### N`) scoring on the test split; "
-             "sampled mean@k in each run's summary."]
+             f"Accuracy during training (test phase): {comp.curve_points} greedy evaluations per run besides the "
+             f"first, evenly over its steps, on {comp.curve_limit} validation problems."
+             if comp.curve_points else "Accuracy during training: off.",
+             "Evaluation: greedy, flexible (last number) and strict (last `#### N`) scoring."]
     if comp.extra:
         lines.append(f"Recipe overrides for every run: `{shlex.join(comp.extra)}`.")
     lines.append(f"Run folders (models, logs, histories; the log paths below are relative to it): "

@@ -55,7 +55,7 @@ def readme_table(rows) -> str:
 
 def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_rows, runs) -> str:
     parts = [f"# {meta['title']}", "", "Made by:", "", "```", meta["command"], "```", ""]
-    parts += [f"{meta['date']}; {meta['machine_line']}", "", "## Protocol", ""]
+    parts += [f"{meta['date']}; {meta['machine_line']}. {meta['provenance']}", "", "## Protocol", ""]
     parts += [f"- {line}" for line in meta["protocol"]] + [""]
     parts += ["## Results (test split)", "", md_table(*summary_table(rows)), ""]
     parts += [("Gain: flexible accuracy after minus before in points; mean ± sd over seeds, and the 95% interval "
@@ -65,26 +65,41 @@ def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_
         parts += ["", "Failed runs:", "", *failures]
     parts += ["", "## Paired differences (test split, flexible accuracy)", ""]
     parts += ["A minus B in points, paired bootstrap over the same test problems x seeds (10,000 draws). \"Better\" "
-              "only where the 95% interval excludes 0.", ""]
-    parts += [md_table(["A", "B", "A - B", "95% CI", "p", "reading"],
+              "only where the 95% interval excludes 0. Detectable: the smallest true difference a two-sided 5% test "
+              "finds with 80% probability, 2.8 bootstrap standard errors of this pair (the data's own power).", ""]
+    power = meta.get("power")
+    if power:
+        parts += [f"**Power between the algorithms: {power['median']:.1f} points** (median over {power['pairs']} "
+                  f"pairs; {power['min']:.1f} to {power['max']:.1f}); {power['told_apart']} of the pairs told "
+                  "apart.", ""]
+    parts += [md_table(["A", "B", "A - B", "95% CI", "p", "detectable", "reading"],
                        [[p["a"], p["b"], f"{p['difference']:+.1f}", interval(p["ci95"]), f"{p['p']:.3f}",
-                         p["verdict"]] for p in paired]), ""]
+                         f"{p['detectable']:.1f}", p["verdict"]] for p in paired]), ""]
     parts += ["## Speed: samples and seconds to reach the threshold", ""]
     if threshold is None:
         parts += ["No accuracy curve was logged (run with curve points > 0).", ""]
     else:
         parts += [f"Threshold: 90% of the algorithms' best final validation accuracy = {threshold:.1f}% (the "
-                  "controls are left out of the threshold). Per entry, over seeds (mean ± sd of the seeds that "
-                  "reached it); n/a in the samples column for entries that sample nothing during training. The resolution "
-                  "is the spacing of the accuracy-curve points.", ""]
-        parts += [md_table(["entry", "final validation %", "seeds reaching", "samples (95% CI)", "train s (95% CI)"],
-                           [[s["label"], f"{s['final']:.1f}", f"{s['reached']}/{s['seeds']}", with_ci(s["samples"], 0),
+                  "controls are left out of the threshold). Per seed the crossing lies between two curve points; the "
+                  "value is the mean over the seeds that reached it of the linear interpolation between them (± sd), "
+                  "and the interval runs from the 95% t-bound of the points before the crossing to that of the points "
+                  "after it, so it holds both the seed spread and the curve spacing (never below 0). n/a in the "
+                  "samples column for entries that sample nothing during training.", ""]
+        parts += [md_table(["entry", "final validation %", "seeds reaching", "curve spacing (samples)",
+                            "samples [95% interval]", "train s [95% interval]"],
+                           [[s["label"], f"{s['final']:.1f}", f"{s['reached']}/{s['seeds']}",
+                             fmt({"mean": s.get("spacing_samples")}, 0), with_ci(s["samples"], 0),
                              with_ci(s["train_s"], 1)] for s in speed]), ""]
     parts += ["## What the curves show", "", *[f"- {line}" for line in readings], ""]
-    parts += ["Figures:", "", *[f"- `{p}`: {t}" for p, t in meta["plots"]], ""]
+    parts += ["## Figures", ""]
+    for path, title in meta["plots"]:
+        parts += [f"![{title}]({path})", "", f"*{title}* (`{path}`)", ""]
     parts += ["## Sweep (validation split)", "", meta["sweep_note"], ""]
     if sweep[1]:
         parts += [md_table(*sweep), ""]
+    if meta.get("edges"):
+        parts += ["Edge picks after widening (the best value may lie outside the grid): " + ", ".join(
+            f"{label} ({value})" for label, value in meta["edges"].items()) + ".", ""]
     parts += ["## Budget used (test phase, mean per run)", "", md_table(*budget_rows), ""]
     parts += ["## Runs", "", md_table(["phase", "entry", "setting", "seed", "status", "flexible before -> after",
                                         "samples", "steps", "train s", "log"], runs), ""]

@@ -13,8 +13,8 @@ The budget (``--budget``):
   whole_rollout_steps``; the plan shows ``ceil(S / samples_per_step)`` with ``samples_per_step =
   per_device_train_batch_size x processes x gradient_accumulation_steps / num_iterations``); DAPO's refill rounds
   count, so it stops after fewer steps. DPO and RFT spend ``S`` before training (k samples for S / k questions).
-  The SFT controls on fixed data (warm-start data, gold solutions) sample nothing: they get the wall time the
-  online algorithms trained, on average, in the same phase (``--max_train_seconds``).
+  Every SFT control (RFT, warm-start data, gold solutions) trains ``control_steps`` optimizer steps: as many
+  examples as S, computed once from the budget, the same in the sweep and the test phase.
 * ``prompts``: ``--max_steps round(P / prompts_per_step)``, prompts per step = completions per step /
   (num_generations x num_iterations); DPO: one pair = one prompt.
 * ``seconds``: ``--max_train_seconds T`` for every entry (``--max_steps`` a large bound).
@@ -36,7 +36,7 @@ CONTROLS = {"rft": "rft", "sft-warm-start": "warm_start", "sft-gold": "gold"}
 BUDGETS = ("samples", "prompts", "seconds")
 UNBOUNDED_STEPS = 1_000_000
 BUDGET_FIELDS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations",
-                 "max_steps")
+                 "steps_per_generation", "max_steps")
 
 
 class CompareError(ValueError):
@@ -83,7 +83,22 @@ def budget_fields(recipe: str, config_path, overrides: dict) -> dict:
             fields[key] = overrides[key]
         elif values.get(key) is not None:
             fields[key] = values[key]
-    return {k: int(v) for k, v in fields.items()}
+    fields = {k: int(v) for k, v in fields.items() if v is not None}
+    fields.setdefault("steps_per_generation", fields["gradient_accumulation_steps"])  # TRL's default
+    return fields
+
+
+def rollout_size(fields: dict, num_processes: int) -> int:
+    """Completions one rollout of an online algorithm generates (TRL's generation batch: per-device batch x processes
+    x steps_per_generation, as the YAMLs state it)."""
+    return fields["per_device_train_batch_size"] * num_processes * fields["steps_per_generation"]
+
+
+def control_steps(fields: dict, budget: Budget, num_processes: int) -> int:
+    """Optimizer steps of the SFT controls under a samples budget, computed once from the budget and used in both
+    phases: each control trains on as many examples as the online algorithms generate completions (``budget /
+    examples per step``), whatever its data is."""
+    return math.ceil(budget.amount / _rows_per_step(fields, num_processes))
 
 
 def _rows_per_step(fields: dict, num_processes: int) -> int:
@@ -114,7 +129,7 @@ class Budget:
             raise CompareError(f"the {self.kind} budget must be > 0, got {self.amount}")
 
 
-def budget_args(label: str, fields: dict, budget: Budget, num_processes: int, control_seconds: float | None):
+def budget_args(label: str, fields: dict, budget: Budget, num_processes: int):
     """``(recipe arguments, planned optimizer steps or None)`` that give ``label`` the budget."""
     recipe = recipe_of(label)
     if budget.kind == "seconds":
@@ -127,12 +142,11 @@ def budget_args(label: str, fields: dict, budget: Budget, num_processes: int, co
     if recipe in ONLINE:  # the run sets max_steps itself: whole rollouts up to the budget (whole_rollout_steps)
         steps = math.ceil(budget.amount / samples_per_step(fields, num_processes))
         return ["--max_samples", str(int(budget.amount))], steps
-    if recipe == "dpo" or CONTROLS.get(label) == "rft":
+    if recipe == "dpo":
         return ["--max_samples", str(int(budget.amount))], fields["max_steps"] if fields["max_steps"] > 0 else None
-    if control_seconds is None:
-        raise CompareError(f"{label}: its time budget comes from the online algorithms' runs, and none finished")
-    seconds = f"{control_seconds:.1f}" if isinstance(control_seconds, float | int) else str(control_seconds)
-    return ["--max_train_seconds", seconds, "--max_steps", str(UNBOUNDED_STEPS)], None
+    steps = control_steps(fields, budget, num_processes)
+    rft = ["--max_samples", str(int(budget.amount))] if CONTROLS.get(label) == "rft" else []
+    return [*rft, "--max_steps", str(steps)], steps
 
 
 @dataclass
@@ -162,16 +176,33 @@ def curve_args(steps: int | None, points: int, limit: int) -> list[str]:
     return [*spacing, "--eval_curve_limit", str(limit), "--eval_curve_split", "validation"]
 
 
-def phase_args(phase: str) -> list[str]:
-    """The sweep scores on the validation split (carved from the training problems), greedy only (it picks by
-    greedy accuracy); the test phase on test."""
-    if phase == "sweep":
-        return ["--dataset_test_split", "validation", "--eval_num_samples", "0"]
-    return ["--dataset_test_split", "test"]
+def phase_args(phase: str, problems: int | None = None) -> list[str]:
+    """The sweep scores on the validation split (carved from the training problems), the test phase on test; greedy
+    only (the picks and the statistics read greedy correctness). ``problems``: at most this many held-out problems
+    (the synthetic testbed generates them; real GSM8K has 1,319 test problems)."""
+    split = "validation" if phase == "sweep" else "test"
+    return ["--dataset_test_split", split, "--eval_num_samples", "0",
+            *(["--eval_limit", str(problems)] if problems else [])]
 
 
 def setting_args(setting) -> list[str]:
     return [f"--{setting[0]}", setting[1]] if setting else []
+
+
+def widen(values, picked: str) -> str | None:
+    """The next grid value beyond ``picked`` when it is the lowest or highest of ``values`` (one more step of the
+    grid's ratio at that end, or of its difference where a value is not positive); ``None`` when the pick is interior
+    or the grid is not numeric or has one value."""
+    try:
+        grid = sorted({float(v): v for v in values}.items())
+        at = float(picked)
+    except ValueError:
+        return None
+    if len(grid) < 2 or at not in (grid[0][0], grid[-1][0]):
+        return None
+    edge, inner = (grid[-1][0], grid[-2][0]) if at == grid[-1][0] else (grid[0][0], grid[1][0])
+    new = edge * edge / inner if edge > 0 and inner > 0 else 2 * edge - inner
+    return f"{new:g}"
 
 
 def pick_best(results: dict) -> tuple[str, float]:

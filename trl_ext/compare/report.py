@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import statistics
 
-from trl_ext.compare.stats import first_reaching, mean_sd_ci, paired_bootstrap
+from trl_ext.compare.plan import ALGOS
+from trl_ext.compare.stats import (
+    crossing_bracket,
+    crossing_interval,
+    detectable_difference,
+    mean_sd_ci,
+    paired_bootstrap,
+)
 
 START = "start model"
-RL = ("ppo", "dpo", "grpo", "dapo", "gspo")  # the algorithms; the other entries are controls
+NO_DIFFERENCE = "no difference shown"
+RL = ALGOS  # the algorithms of the table (the mission's five, then TRL's family); the other entries are controls
 SUPERVISION = {
-    "ppo": "final-answer reward (RL)", "grpo": "final-answer reward (RL)", "dapo": "final-answer reward (RL)",
-    "gspo": "final-answer reward (RL)", "dpo": "final-answer check of its own samples (pairs)",
+    "dpo": "final-answer check of its own samples (pairs)",
     "rft": "final-answer check of its own samples (SFT)", "sft-warm-start": "the warm start's own data (SFT)",
     "sft-gold": "reference worked solutions (SFT, oracle)", START: "none (no training)",
 }
+
+
+def supervision(label: str) -> str:
+    """What an entry learns from: the online algorithms from the final-answer reward, the others as listed."""
+    return SUPERVISION.get(label, "final-answer reward (RL)" if label in RL else "")
 # (history key, title) of the phenomena figures and readings; the PPO critic's and DAPO's own keys included
 PHENOMENA = {
     "entropy": "policy entropy (nats per token)",
@@ -73,14 +85,14 @@ def aggregate(records: list[dict], picked: dict | None = None, draws: int = 10_0
     befores = [r["correct_before"] for r in ok_all if r.get("correct_before")]
     if befores:
         acc = [100 * statistics.fmean(b) for b in befores]
-        rows.append({"label": START, "supervision": SUPERVISION[START], "seeds_ok": 1, "seeds_total": 1,
+        rows.append({"label": START, "supervision": supervision(START), "seeds_ok": 1, "seeds_total": 1,
                      "after": mean_sd_ci(acc[:1]), "before": acc[0], "gain": mean_sd_ci([0.0]), "gain_ci95": None,
                      "failures": [], "correct": [befores[0]]})
     for label in labels_of(records):
         runs = [r for r in test if r["label"] == label]
         ok = [r for r in runs if r.get("summary")]
         sums = [r["summary"] for r in ok]
-        row = {"label": label, "supervision": SUPERVISION.get(label, ""), "seeds_ok": len(ok),
+        row = {"label": label, "supervision": supervision(label), "seeds_ok": len(ok),
                "seeds_total": len(runs), "setting": (picked or {}).get(label),
                "failures": [{"seed": r["seed"], "error": r.get("error"), "log": r.get("log")}
                             for r in runs if not r.get("summary")]}
@@ -106,7 +118,9 @@ def aggregate(records: list[dict], picked: dict | None = None, draws: int = 10_0
 
 
 def paired_table(rows: list[dict], draws: int = 10_000) -> list[dict]:
-    """Every pair of rows with test-problem correctness: the paired-bootstrap difference of flexible accuracy."""
+    """Every pair of rows with test-problem correctness: the paired-bootstrap difference of flexible accuracy, its
+    standard error and the smallest difference the comparison detects with 80% power from that standard error
+    (``detectable``; the data's own power, so "no difference shown" can say what size of difference it rules out)."""
     out = []
     usable = [r for r in rows if r.get("correct")]
     for i, first in enumerate(usable):
@@ -116,18 +130,32 @@ def paired_table(rows: list[dict], draws: int = 10_000) -> list[dict]:
             a, b = (second, first) if first["label"] == START else (first, second)  # "entry minus the start model"
             boot = paired_bootstrap(a["correct"], b["correct"], draws=draws)
             lo, hi = (100 * x for x in boot["ci95"])
+            detectable = 100 * detectable_difference(boot["se"])
             verdict = (f"{a['label']} better" if lo > 0 else f"{b['label']} better" if hi < 0
-                       else "no difference shown")
+                       else f"{NO_DIFFERENCE}; one above {detectable:.1f} would have been detected")
             out.append({"a": a["label"], "b": b["label"], "difference": 100 * boot["difference"], "ci95": [lo, hi],
-                        "p": boot["p"], "verdict": verdict})
+                        "p": boot["p"], "se": 100 * boot["se"], "detectable": detectable, "verdict": verdict})
     return out
+
+
+def power_summary(paired: list[dict], among=None) -> dict | None:
+    """The smallest difference detectable with 80% power between the algorithms ``among`` (default: all of them),
+    over their pairs: median, lowest and highest, and how many pairs were told apart."""
+    among = set(RL if among is None else among)
+    pairs = [p for p in paired if p["a"] in among and p["b"] in among]
+    if not pairs:
+        return None
+    sizes = sorted(p["detectable"] for p in pairs)
+    return {"pairs": len(pairs), "median": statistics.median(sizes), "min": sizes[0], "max": sizes[-1],
+            "told_apart": sum(not p["verdict"].startswith(NO_DIFFERENCE) for p in pairs)}
 
 
 def speed_table(records: list[dict], fraction: float = 0.9) -> tuple[float | None, list[dict]]:
     """Samples and training seconds each entry needed to first reach ``fraction`` x the best final validation
     accuracy of the *algorithms* (the highest mean over seeds of the last curve point; the controls are left out of
-    the threshold, the oracle would set it out of the algorithms' reach), per seed; mean +- sd over the seeds that
-    reached it."""
+    the threshold, the oracle would set it out of the algorithms' reach). Per seed the crossing lies between two curve
+    points (``crossing_bracket``); per entry, the mean interpolated crossing over the seeds that reached it with an
+    interval that holds both the seed spread and the spacing (``crossing_interval``)."""
     test = [r for r in records if r["phase"] == "test" and r.get("summary")]
     finals = {}
     for label in labels_of(records):
@@ -141,12 +169,15 @@ def speed_table(records: list[dict], fraction: float = 0.9) -> tuple[float | Non
     out = []
     for label in finals:
         runs = [r for r in test if r["label"] == label]
-        samples = [first_reaching(curve_points(r), threshold, "samples") for r in runs]
+        samples = [crossing_bracket(curve_points(r), threshold, "samples") for r in runs]
         if all(len({p["samples"] for p in curve_points(r)}) <= 1 for r in runs):
             samples = [None] * len(runs)  # sampled before training (DPO, RFT) or never: no samples-to-threshold
-        seconds = [first_reaching(curve_points(r), threshold, "train_s") for r in runs]
+        seconds = [crossing_bracket(curve_points(r), threshold, "train_s") for r in runs]
+        spacing = [statistics.fmean(b - a for a, b in zip(xs, xs[1:])) for r in runs
+                   if len(xs := [p["samples"] for p in curve_points(r)]) > 1 and xs[-1] > xs[0]]
         out.append({"label": label, "final": finals[label], "reached": sum(s is not None for s in seconds),
-                    "seeds": len(runs), "samples": mean_sd_ci(samples), "train_s": mean_sd_ci(seconds)})
+                    "seeds": len(runs), "samples": crossing_interval(samples), "train_s": crossing_interval(seconds),
+                    "spacing_samples": statistics.fmean(spacing) if spacing else None})
     return threshold, out
 
 
@@ -196,15 +227,26 @@ def where_rl_wins(paired: list[dict]) -> list[str]:
                 text = f"{rl} {diff:+.1f} [{lo:+.1f}, {hi:+.1f}]"
                 (wins if lo > 0 else losses if hi < 0 else ties).append(text)
         if wins or losses or ties:
-            out.append(f"RL vs {control} ({SUPERVISION[control]}), paired difference in points: "
+            out.append(f"RL vs {control} ({supervision(control)}), paired difference in points: "
                        + "; ".join(f"{name}: {', '.join(x)}" for name, x in (("better", wins), ("worse", losses),
                                                                             ("not told apart", ties)) if x) + ".")
     return out
 
 
+def power_reading(power: dict | None) -> list[str]:
+    """The comparison's power between the algorithms, in one sentence (none without paired algorithms)."""
+    if not power:
+        return []
+    return [f"Power between the algorithms: a true difference of {power['median']:.1f} points (over the "
+            f"{power['pairs']} pairs: {power['min']:.1f} to {power['max']:.1f}) is detected with 80% probability by a "
+            "two-sided 5% test (2.8 paired-bootstrap standard errors of this run's own data); "
+            f"{power['told_apart']} of the {power['pairs']} pairs were told apart. Where a pair shows no difference, "
+            "a true difference above that size would most likely have been detected; a smaller one would not."]
+
+
 def readings(phen: dict, rows: list[dict], speed: list[dict], paired: list[dict] | None = None) -> list[str]:
     """Sentences that state what the numbers show, each with its numbers (no claim the numbers do not carry)."""
-    out = where_rl_wins(paired or [])
+    out = power_reading(power_summary(paired or [])) + where_rl_wins(paired or [])
     ent = phen.get("entropy", {})
     if ent:
         out.append("Entropy, first third -> last third of training: " + ", ".join(
@@ -240,9 +282,14 @@ def readings(phen: dict, rows: list[dict], speed: list[dict], paired: list[dict]
         out.append(f"PPO's critic: value loss {vl['early']:.4f} -> {vl['late']:.4f}, explained variance "
                    f"{ev['early']:.3f} -> {ev['late']:.3f}.")
     if speed:
-        fastest = min((s for s in speed if s["samples"]["mean"] is not None and s["reached"] == s["seeds"]),
-                      key=lambda s: s["samples"]["mean"], default=None)
-        if fastest:
+        reached = sorted((s for s in speed if s["samples"]["mean"] is not None and s["reached"] == s["seeds"]),
+                         key=lambda s: s["samples"]["mean"])
+        if reached:
+            fastest = reached[0]
+            lo, hi = fastest["samples"]["ci95"]
+            apart = [s["label"] for s in reached[1:] if s["samples"]["ci95"][0] > hi]
             out.append(f"Fewest samples to the threshold (all seeds reaching it): {fastest['label']} "
-                       f"({fastest['samples']['mean']:.0f}); see the speed table for the spread.")
+                       f"({fastest['samples']['mean']:.0f}, interval {lo:.0f}-{hi:.0f} with the curve spacing); "
+                       + (f"its interval lies below those of {', '.join(apart)}." if apart else
+                          "no other entry's interval lies wholly above it."))
     return out

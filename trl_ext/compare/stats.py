@@ -65,7 +65,17 @@ def paired_bootstrap(a, b, draws: int = 10_000, seed: int = 0) -> dict:
     lo, hi = diffs[int(0.025 * draws)], diffs[min(draws - 1, int(0.975 * draws))]
     below, above = float((diffs <= 0).mean()), float((diffs >= 0).mean())
     return {"difference": paired_difference(a, b), "ci95": (float(lo), float(hi)), "p": min(1.0, 2 * min(below, above)),
-            "draws": draws}
+            "se": float(diffs.std(ddof=1)), "draws": draws}
+
+
+# z quantiles: two-sided 5% test, 80% power
+_Z_ALPHA, _Z_POWER = 1.959964, 0.841621
+
+
+def detectable_difference(se: float) -> float:
+    """The smallest true difference a two-sided 5% test with standard error ``se`` detects with 80% power:
+    ``(z_0.975 + z_0.8) * se`` (about 2.8 standard errors; normal approximation)."""
+    return (_Z_ALPHA + _Z_POWER) * se
 
 
 def mcnemar_exact(a_row, b_row) -> dict:
@@ -80,10 +90,34 @@ def mcnemar_exact(a_row, b_row) -> dict:
     return {"only_a": b10, "only_b": b01, "p": p}
 
 
-def first_reaching(points, threshold: float, x_key: str):
-    """The ``x_key`` value of the first curve point whose accuracy reaches ``threshold`` (points sorted by step,
-    each ``{"flexible": acc, x_key: x}``), or ``None`` if none does."""
+def crossing_bracket(points, threshold: float, x_key: str) -> tuple[float, float, float] | None:
+    """Where a curve first reaches ``threshold``: ``(low, high, estimate)`` with ``high`` the ``x_key`` of the first
+    point at or above it, ``low`` that of the point before (the crossing lies between the two: the curve's spacing),
+    and ``estimate`` the linear interpolation between them. A curve already there at its first point gives
+    ``(x, x, x)``; one that never reaches it, ``None``."""
+    previous = None
     for p in points:
         if p["flexible"] >= threshold:
-            return p[x_key]
+            x = float(p[x_key])
+            if previous is None:
+                return x, x, x
+            x0, y0 = float(previous[x_key]), previous["flexible"]
+            estimate = x0 + (x - x0) * (threshold - y0) / (p["flexible"] - y0) if p["flexible"] > y0 else x
+            return x0, x, estimate
+        previous = p
     return None
+
+
+def crossing_interval(brackets) -> dict:
+    """Over seeds' ``crossing_bracket`` results: the mean interpolated crossing and a 95% interval that holds both
+    the seed spread and the curve spacing: from the t-interval's lower end of the seeds' ``low`` ends to the upper
+    end of their ``high`` ends, never below 0 (samples and seconds are not negative). ``None`` entries (seeds that
+    never reached the threshold) are left out; ``n`` counts the rest."""
+    kept = [b for b in brackets if b is not None]
+    if not kept:
+        return {"n": 0, "mean": None, "sd": None, "ci95": None}
+    est = mean_sd_ci([b[2] for b in kept])
+    lows, highs = mean_sd_ci([b[0] for b in kept]), mean_sd_ci([b[1] for b in kept])
+    lo = lows["ci95"][0] if lows["ci95"] else lows["mean"]
+    hi = highs["ci95"][1] if highs["ci95"] else highs["mean"]
+    return {**est, "ci95": (max(0.0, lo), max(0.0, hi))}
