@@ -12,7 +12,6 @@ checkpoint timestamps) and every setting that changes them, so reruns reuse them
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ from trl_ext.recipe.sampling import (
     cache_key,
     chunk_bounds,
     default_cache_dir,
+    publish,
     sample_records,
     shared_records,
 )
@@ -147,8 +147,7 @@ def onpolicy_pairs(model_path: str, dataset, *, cache_dir=None, dataset_desc: di
             pairs.save_to_disk(str(tmp / "data"))
             (tmp / "pair_stats.json").write_text(json.dumps({**stats, "model": model_path, "settings": settings},
                                                             indent=2))
-            if not final.exists():  # another run with the same key may have written it meanwhile
-                os.replace(tmp, final)
+            publish(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     stats["cached"] = False

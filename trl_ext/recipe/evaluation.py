@@ -62,12 +62,11 @@ def evaluate_start_model(model_path, script_args, output_dir, cache_dir=None) ->
     file stamps) and evaluation settings and kept in ``<cache>/evaluations/<key>``: the runs of a comparison all start
     from one model, and its greedy pass and seeded sampled pass give the same numbers every time. Returns
     ``(summary, reused)``."""
-    import os
     import shutil
     import tempfile
 
     from trl_ext.models.tiny import default_cache_dir
-    from trl_ext.recipe.sampling import cache_key
+    from trl_ext.recipe.sampling import cache_key, publish
 
     output_dir = Path(output_dir)
     root = Path(cache_dir) if cache_dir else default_cache_dir() / "evaluations"
@@ -86,8 +85,7 @@ def evaluate_start_model(model_path, script_args, output_dir, cache_dir=None) ->
         for name in names:
             if (output_dir / name).is_dir():
                 shutil.copytree(output_dir / name, tmp / name)
-        if not cached.exists():  # another run may have written it meanwhile
-            os.replace(tmp, cached)
+        publish(tmp, cached)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary, False

@@ -91,6 +91,18 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def publish(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final`` atomically, unless another process (a concurrent run with the
+    same cache key: the comparison runs several at once) published the same result first."""
+    if final.exists():
+        return
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not final.exists():
+            raise
+
+
 def shared_records(model_path: str, dataset, parts: Path, *, rank: int = 0, world_size: int = 1,
                    chunk_size: int = 256, poll_seconds: float = 0.5, **sample_settings) -> tuple[list[dict], float]:
     """Verified samples of every question of ``dataset``, sampled by all ranks: rank ``r`` samples chunks ``r, r + W,
