@@ -11,6 +11,9 @@ RECIPES = REPO / "recipes"
 ACCELERATE_CONFIGS = REPO / "accelerate_configs"
 GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
 
+# The embedded warm start's build (about 5.5 minutes on 2 cores) plus a 2-step recipe run, with room for a busy machine
+BUILD_TIMEOUT = 1200
+
 # No model hub here or in CI; TRL's trainer init would otherwise try to send telemetry.
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -28,18 +31,45 @@ def pythonpath(existing: str | None = None) -> str:
     return os.pathsep.join(dict.fromkeys(p for p in parts if p))
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def run_in_own_group(cmd, *, timeout, **kwargs) -> subprocess.CompletedProcess:
-    """``subprocess.run(cmd, capture_output=True, text=True)`` in a process group of its own that is killed whole on
-    timeout: killing only the launcher of a hung launch would leave its ranks running (and holding the CPUs) after the
-    test failed. Raises ``subprocess.TimeoutExpired`` as ``subprocess.run`` does."""
+    """``subprocess.run(cmd, capture_output=True, text=True)`` that, on timeout, ends the command and every process
+    it started: a launcher's ranks run in sessions of their own (torch elastic), so killing only the launcher of a
+    hung launch would leave them running (and holding the CPUs) after the test failed. The launcher gets SIGTERM
+    first (it stops its workers), then whatever is left SIGKILL. Raises ``subprocess.TimeoutExpired`` as
+    ``subprocess.run`` does."""
     import signal
+    import time
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             **kwargs)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        tree = _descendants(proc.pid)
+        proc.terminate()
+        time.sleep(10)
+        for pid in [proc.pid, *tree]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         stdout, stderr = proc.communicate()
         raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr) from None
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

@@ -14,36 +14,18 @@ import subprocess
 import time
 
 import pytest
-from helpers.launch import RECIPES, launch
+from helpers.launch import BUILD_TIMEOUT, launch
 from helpers.worker import records
 
 from trl_ext.eval import evaluate_path
 from trl_ext.models.tiny import WarmStartConfig, warm_start
 
-BUILD_TIMEOUT = 1500  # the warm start's build (about 5.5 minutes on 2 cores) plus a 2-step recipe run
-
-
-@pytest.fixture(scope="module")
-def launch_from_empty_cache(tmp_path_factory):
-    """README's 2-process testbed command (`accelerate launch --config_file accelerate_configs/zero3.yaml
-    --num_processes 2 --mixed_precision no recipes/gspo_math.py`), 2 steps, with an empty ``TRL_EXT_CACHE``, as on a
-    fresh machine: the launch builds the warm start. ``(cache folder, completed launch, seconds)``; the suite's one
-    build of the default warm start (the model test below reads it)."""
-    cache, out = tmp_path_factory.mktemp("empty_cache"), tmp_path_factory.mktemp("gspo_fresh")
-    start = time.time()
-    try:
-        proc = launch(RECIPES / "gspo_math.py", ["--max_steps", "2", "--eval_limit", "8", "--eval_num_samples", "0",
-                                                 "--output_dir", out], config="zero3",
-                      timeout=BUILD_TIMEOUT - 100, env={"TRL_EXT_CACHE": str(cache)})
-    except subprocess.TimeoutExpired as err:
-        raise AssertionError(f"2-process launch from an empty cache did not finish in {err.timeout} s (deadlock?)\n"
-                             f"{(err.stderr or '')[-4000:]}") from err
-    return cache, proc, time.time() - start
-
 
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_two_process_launch_from_an_empty_cache_builds_the_warm_start_and_trains(launch_from_empty_cache):
-    cache, proc, _ = launch_from_empty_cache
+def test_two_process_launch_from_an_empty_cache_builds_the_warm_start_and_trains(embedded_cache_launch):
+    """README's 2-process testbed command from an empty ``TRL_EXT_CACHE``, as on a fresh machine (conftest's
+    ``embedded_cache_launch``): it builds the warm start once and both ranks train."""
+    cache, proc, _ = embedded_cache_launch
     results = records(proc.stdout, "RECIPE_RESULT")
     assert sorted(r["rank"] for r in results) == [0, 1] and {r["world_size"] for r in results} == {2}
     assert {r["global_step"] for r in results} == {2}
@@ -52,8 +34,8 @@ def test_two_process_launch_from_an_empty_cache_builds_the_warm_start_and_trains
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_warm_start_holds_two_strategies(launch_from_empty_cache, tmp_path):
-    cache, _, build_seconds = launch_from_empty_cache
+def test_warm_start_holds_two_strategies(embedded_cache_launch, tmp_path):
+    cache, _, build_seconds = embedded_cache_launch
     path = warm_start(WarmStartConfig(), cache_dir=cache)  # built by the launch from the empty cache
     common = dict(source="synthetic", split="test", limit=200, max_new_tokens=64, progress=False)
     greedy = evaluate_path(str(path), output_dir=tmp_path / "greedy", **common)

@@ -1,5 +1,5 @@
 """Pinned trajectory of the mission's entry point: `accelerate launch recipes/dapo_math.py` (one process, the embedded
-default config, the cached warm start) for 6 optimizer steps at the YAML's seed, evaluations off, logging every step.
+default config, the warm start built once by the suite: conftest's ``embedded_cache``) for 6 optimizer steps at the YAML's seed, evaluations off, logging every step.
 The per-step metrics in ``history.jsonl`` must match the values recorded from the code before the recipe
 restructuring (two runs were bitwise identical; the tolerance only absorbs float noise), also when the same program
 runs as `accelerate launch -m trl_ext.cli train dapo`. A change here means the training itself changed, not just the
@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers.launch import OFFLINE_ENV, REPO
+from helpers.launch import BUILD_TIMEOUT, OFFLINE_ENV, REPO
 
 STEPS = 6
 KEYS = ("loss", "reward", "reward_std", "grad_norm", "num_tokens", "completions/mean_length", "entropy",
@@ -31,11 +31,11 @@ PINNED = {
 ENTRY_POINTS = {"script": [str(REPO / "recipes" / "dapo_math.py")], "cli": ["-m", "trl_ext.cli", "train", "dapo"]}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(BUILD_TIMEOUT + 300)  # the first test to use embedded_cache builds the warm start
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
-def test_embedded_dapo_trajectory_is_unchanged(entry, tmp_path):
+def test_embedded_dapo_trajectory_is_unchanged(entry, tmp_path, embedded_cache):
     out = tmp_path / "dapo"
-    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1",
+    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1", "TRL_EXT_CACHE": str(embedded_cache),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "no",
            *ENTRY_POINTS[entry], "--max_steps", str(STEPS), "--logging_steps", "1",
