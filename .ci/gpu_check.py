@@ -52,7 +52,7 @@ DEVICE_MARKERS = {
 
 # Time boxes, in seconds: the one place they are set. The parts of a wave run in parallel, the waves one after the
 # other, so the run takes at most the sum of the boxes (plus the summary, a second): under the 8 minutes it has.
-WAVE_BOXES = {"install": 60, "setup": 60, "train": 180, "bench": 150}
+WAVE_BOXES = {"install": 45, "setup": 60, "train": 180, "bench": 180}
 RUN_LIMIT_S = 480
 TAIL_LINES = 30  # lines of a failed part's log in the summary
 BENCH_ARGS = ["--algos", "grpo,dapo,gspo,ppo", "--warmup", "2", "--steps", "4", "--completion_length", "32"]
@@ -452,7 +452,11 @@ class Run:
     def __init__(self, out: Path, work: Path, carried: str, box_scale: float):
         self.out, self.work, self.box_scale = out, work, box_scale
         self.carried = None if carried == "none" else (REPO / carried).resolve()
-        self.site = None if self.carried is None else work / "site"
+        # The folder's name must contain "site-packages": dill (datasets' fingerprint hasher) pickles a module by
+        # reference only when its path lies under sys.prefix or contains "site-packages"; from any other folder
+        # datasets pickles pyarrow by value and every Dataset fails ("Can't pickle <class 'MonthDayNano'>", seen in a
+        # Python 3.12 rehearsal of the install).
+        self.site = None if self.carried is None else work / "site-packages"
         self.logs = work / "logs"
         self.model = work / "tiny_model"
         self.facts: dict = {}
@@ -857,8 +861,7 @@ def command_run(args) -> int:
         f"{facts.get('gpu', 'no GPU')} x{facts.get('gpus', 0)}, torch {facts.get('torch', '?')} (CUDA "
         f"{facts.get('cuda')}), Python {facts.get('python', '?')}; wall {time.monotonic() - run.start:.0f} s "
         f"(time boxes: {', '.join(f'{w} {b * run.box_scale:.0f} s' for w, b in WAVE_BOXES.items())}; the parts of "
-        "a wave run at the same time). Command: `bash .ci/gpu_check.sh run` "
-        + " ".join(sys.argv[2:]),
+        "a wave run at the same time). Command: `" + " ".join(["bash .ci/gpu_check.sh run", *sys.argv[2:]]) + "`.",
     ]
     sections = []
     table = run.work / "bench_scale.md"
