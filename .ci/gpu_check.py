@@ -734,7 +734,7 @@ def run_part(run: Run, part: Part, box: float) -> Result:
                     status, detail = "FAIL", f"{type(err).__name__}: {err}"
                     break
                 continue
-            log.write("$ " + " ".join(step) + "\n")
+            log.write("$ " + " ".join(a if len(a) < 200 and "\n" not in a else "'<code>'" for a in step) + "\n")
             proc = subprocess.Popen(step, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
                                     start_new_session=True)
             try:
