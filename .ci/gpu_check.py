@@ -774,7 +774,11 @@ def run_wave(run: Run, parts: list[Part], box: float) -> list[Result]:
     results: dict[str, Result] = {}
 
     def worker(part):
-        results[part.name] = run_part(run, part, box)
+        try:
+            results[part.name] = run_part(run, part, box)
+        except Exception as err:  # e.g. a command that cannot start: the part fails, the run goes on
+            results[part.name] = Result(part.name, "FAIL", 0.0, box, f"{type(err).__name__}: {err}",
+                                        run.logs / f"{part.name}.log")
 
     threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
     for t in threads:

@@ -237,10 +237,12 @@ def test_a_part_is_killed_at_its_time_box_and_a_failed_step_stops_its_part(tmp_p
     run.logs.mkdir(parents=True)
     slow = gc.Part("slow", "train", [["bash", "-c", f"sleep 30 & echo $! > {tmp_path}/child; wait"]])
     failing = gc.Part("failing", "train", [["bash", "-c", "echo boom; exit 3"], ["touch", str(tmp_path / "never")]])
+    missing = gc.Part("missing", "train", [[str(tmp_path / "no-such-program")]])
     start = time.monotonic()
-    results = gc.run_wave(run, [slow, failing], box=2)
+    results = gc.run_wave(run, [slow, failing, missing], box=2)
     assert time.monotonic() - start < 10
-    assert [(r.status, r.detail) for r in results] == [("FAIL", "timed out after 2 s (box)"), ("FAIL", "exit 3")]
+    assert [(r.status, r.detail) for r in results][:2] == [("FAIL", "timed out after 2 s (box)"), ("FAIL", "exit 3")]
+    assert results[2].status == "FAIL" and "no-such-program" in results[2].detail
     child = int((tmp_path / "child").read_text())
     time.sleep(0.2)
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
