@@ -274,5 +274,4 @@ def test_the_summary_is_one_file_and_the_logs_one_archive(tmp_path):
 
 
 def test_the_scripts_parse():
-    for script in (".ci/gpu_check.sh", ".ci/gpu_smoke.sh"):
-        subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+    subprocess.run(["bash", "-n", str(REPO / ".ci/gpu_check.sh")], check=True)
