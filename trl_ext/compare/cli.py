@@ -26,6 +26,7 @@ import os
 import shlex
 import sys
 import threading
+import time
 from pathlib import Path
 
 from trl_ext.compare import plan as P
@@ -33,6 +34,7 @@ from trl_ext.compare.machine import machine_info, machine_line
 from trl_ext.compare.markdown import format_report, readme_table, write_csv
 from trl_ext.compare.report import (
     aggregate,
+    cost_summary,
     paired_table,
     phenomena_summary,
     power_summary,
@@ -62,7 +64,7 @@ def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
                    "are another scale)")
     p.add_argument("--sweep-seeds", type=int, default=3, help="seeds per swept value (default 3)")
     p.add_argument("--max-widen", type=int, default=2,
-                   help="times an entry's grid is extended past an edge pick (one more value at that end, 3 seeds "
+                   help="times an entry's grid is extended past an edge pick (one more value at that end, --sweep-seeds "
                    "each) before the report flags the pick as an edge pick (default 2; 0: flag only)")
     p.add_argument("--test-problems", type=int, default=2000,
                    help="test problems evaluated (at most; default 2000: the synthetic testbed generates them, real "
@@ -367,6 +369,7 @@ def main(argv=None) -> int:
           f"more if a grid is widened), {test_total} test runs; curve points per test run: {comp.curve_points}; "
           f"{args.jobs} run(s) at a time", flush=True)
     progress = Progress(sweep_total + test_total)
+    started = time.time()
     picked, tried = comp.run_sweep(progress)
     if args.dry_run:
         print("[compare] then the test phase, with each entry's value picked on validation:", flush=True)
@@ -399,6 +402,7 @@ def main(argv=None) -> int:
                        "No sweep (each entry used its config's values)."),
         "edges": edges,
         "power": power_summary(paired),
+        "cost": cost_summary(comp.records, args.jobs, comp.curve_points, time.time() - started),
         "provenance": provenance(comp.records),
     }
     text = format_report(meta, rows, paired, sweep_table(comp.records, picked, comp), threshold, speed,

@@ -101,6 +101,18 @@ def format_report(meta, rows, paired, sweep, threshold, speed, readings, budget_
         parts += ["Edge picks after widening (the best value may lie outside the grid): " + ", ".join(
             f"{label} ({value})" for label, value in meta["edges"].items()) + ".", ""]
     parts += ["## Budget used (test phase, mean per run)", "", md_table(*budget_rows), ""]
+    cost = meta.get("cost")
+    if cost:
+        total = f"{cost['total_s'] / 60:.1f} min in all, " if cost.get("total_s") else ""
+        parts += ["## Cost", "", f"{total}{cost['runs']} runs made here, {cost['jobs']} at a time: a sweep run took "
+                  f"{cost['sweep_run_s']:.0f} s and a test run {cost['test_run_s']:.0f} s (mean wall time of the "
+                  "whole launch: start-up, training, evaluations)"
+                  + (f", a greedy evaluation {cost['eval_s_per_1000']:.1f} s per 1,000 problems" if
+                     cost.get("eval_s_per_1000") else "") + ". At that rate, one more test seed adds about "
+                  f"{cost['extra_seed_s'] / 60:.1f} min, one more entry {cost['extra_entry_s'] / 60:.1f} min"
+                  + (f", 1,000 more test problems {cost['extra_1000_test_s'] / 60:.1f} min and 1,000 more validation "
+                     f"problems (sweep scoring and every curve point) {cost['extra_1000_validation_s'] / 60:.1f} min"
+                     if cost.get("eval_s_per_1000") else "") + ".", ""]
     parts += ["## Runs", "", md_table(["phase", "entry", "setting", "seed", "status", "flexible before -> after",
                                         "samples", "steps", "train s", "log"], runs), ""]
     parts += ["## Machine and versions", "", *[f"- {k}: {v}" for k, v in meta["machine"].items()], ""]

@@ -293,3 +293,31 @@ def readings(phen: dict, rows: list[dict], speed: list[dict], paired: list[dict]
                        + (f"its interval lies below those of {', '.join(apart)}." if apart else
                           "no other entry's interval lies wholly above it."))
     return out
+
+
+def cost_summary(records: list[dict], jobs: int, curve_points: int, total_seconds: float | None = None) -> dict | None:
+    """What the comparison cost, from the runs this invocation made: mean wall seconds of a sweep run and of a test run
+    (whole launches: start-up, training, evaluations), the seconds of a greedy evaluation per 1,000 held-out problems,
+    and what one more test seed, entry, or 1,000 test or validation problems would add at ``jobs`` runs at a time."""
+    made = [r for r in records if r["status"] == "ok" and r.get("seconds") and r.get("summary")]
+    if not made:
+        return None
+    sweep = [r["seconds"] for r in made if r["phase"] == "sweep"]
+    test = [r["seconds"] for r in made if r["phase"] == "test"]
+    per_problem = [s["phase_seconds"]["eval_after"] / s["after"]["num_problems"] for r in made
+                   if (s := r["summary"]).get("after") and (s.get("phase_seconds") or {}).get("eval_after")]
+    entries = len({r["label"] for r in records if r["phase"] == "test"})
+    seeds = max(1, len([r for r in records if r["phase"] == "test"]) // max(1, entries))
+    sweep_runs = len([r for r in records if r["phase"] == "sweep"])
+    sweep_s, test_s = (statistics.fmean(x) if x else 0.0 for x in (sweep, test))
+    eval_1000 = 1000 * statistics.fmean(per_problem) if per_problem else None
+    per_entry_sweep = sweep_runs / max(1, entries)
+    return {
+        "runs": len(made), "jobs": jobs, "total_s": total_seconds, "sweep_run_s": sweep_s, "test_run_s": test_s,
+        "eval_s_per_1000": eval_1000,
+        "extra_seed_s": entries * test_s / jobs,
+        "extra_entry_s": (per_entry_sweep * sweep_s + seeds * test_s) / jobs,
+        "extra_1000_test_s": seeds * entries * eval_1000 / jobs if eval_1000 else None,
+        "extra_1000_validation_s": (sweep_runs + seeds * entries * (curve_points + 1)) * eval_1000 / jobs
+        if eval_1000 else None,
+    }
