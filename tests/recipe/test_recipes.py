@@ -17,7 +17,25 @@ from trl_ext.recipe.algorithms import ALGORITHMS, algorithm_names, get_algorithm
 
 HARDWARE_KEYS = {"bf16", "fp16", "tf32", "dtype", "use_vllm", "vllm_mode", "ddp_backend", "use_cpu"}
 RECIPE_NAMES = algorithm_names()  # every entry of the table: its YAMLs are parsed
-ALGOS = algorithm_names(controls=False)  # the compared algorithms: trained in 2-process launches here and in test_resume
+ALGOS = algorithm_names(controls=False)  # the compared algorithms (mission and TRL family): resumed in test_resume
+
+
+def one_launch_per_trainer() -> list[str]:
+    """The compared algorithms that the default suite trains in a 2-process launch: the mission's five, and an entry
+    of TRL's family only where it brings a trainer class that none before it has (RLOO). The others (GRPOTrainer with
+    another loss) differ from GRPO in settings only: they are launched in the slow suite."""
+    names, trainers = [], set()
+    for algo in ALGORITHMS:
+        if algo.control:
+            continue
+        if algo.family == "mission" or algo.trainer_spec not in trainers:
+            names.append(algo.name)
+        trainers.add(algo.trainer_spec)
+    return names
+
+
+LAUNCHED = one_launch_per_trainer()
+SETTINGS_ONLY = [name for name in ALGOS if name not in LAUNCHED]  # dr_grpo, cispo, sapo: GRPOTrainer + a YAML
 
 
 def dataclass_types(algo):
@@ -107,23 +125,86 @@ def test_every_algorithm_has_its_configs_and_script():
 def test_algorithm_lookup_and_config_defaults():
     from trl_ext.recipe.algorithms import UnknownAlgorithmError
 
-    assert [a.name for a in ALGORITHMS] == ["ppo", "dpo", "grpo", "dapo", "gspo", "sft"]
-    assert ALGOS == ["ppo", "dpo", "grpo", "dapo", "gspo"]  # without the SFT control
+    # the mission's five first (the headline), then TRL's family, then the SFT control
+    assert [a.name for a in ALGORITHMS] == ["ppo", "dpo", "grpo", "dapo", "gspo", "rloo", "dr_grpo", "cispo", "sapo",
+                                            "sft"]
+    assert ALGOS == ["ppo", "dpo", "grpo", "dapo", "gspo", "rloo", "dr_grpo", "cispo", "sapo"]  # without the control
+    assert [a.name for a in ALGORITHMS if a.family == "mission" and not a.control] == ALGOS[:5]
+    assert LAUNCHED == ["ppo", "dpo", "grpo", "dapo", "gspo", "rloo"] and SETTINGS_ONLY == ["dr_grpo", "cispo", "sapo"]
     assert get_algorithm("DAPO") is get_algorithm("dapo")
-    with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'kto'; known algorithms: ppo, dpo, grpo, dapo, gspo, sft"):
+    with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'kto'; known algorithms: ppo, dpo, grpo, dapo, "
+                                                    "gspo, rloo, dr_grpo, cispo, sapo, sft"):
         get_algorithm("kto")
     # the dataclass defaults that the comparison's budget falls back on (its hand-copied BUDGET_DEFAULTS)
     budget = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "num_iterations",
               "max_steps", "num_train_epochs"]
-    for name in ("grpo", "dapo", "gspo"):
+    for name in ("grpo", "dapo", "gspo", "dr_grpo", "cispo", "sapo"):
         assert get_algorithm(name).config_defaults(budget) == dict(zip(budget, [8, 1, 8, 1, -1, 3.0]))
+    # RLOOConfig's own default group is 2 completions: the recipes' YAMLs set num_generations (rl.yaml: 8)
+    assert get_algorithm("rloo").config_defaults(budget) == dict(zip(budget, [8, 1, 2, 1, -1, 3.0]))
     assert get_algorithm("ppo").config_defaults(["num_generations"]) == {"num_generations": 1}
     assert get_algorithm("dpo").config_defaults(["num_generations", "beta"]) == {"beta": 0.1}  # no num_generations
     trainers = {a.name: a.trainer_class().__module__.split(".")[0] for a in ALGORITHMS}
-    assert trainers == {"ppo": "trl_ext", "dpo": "trl", "grpo": "trl", "dapo": "trl_ext", "gspo": "trl_ext", "sft": "trl"}
+    assert trainers == {"ppo": "trl_ext", "dpo": "trl", "grpo": "trl", "dapo": "trl_ext", "gspo": "trl_ext",
+                        "rloo": "trl", "dr_grpo": "trl", "cispo": "trl", "sapo": "trl", "sft": "trl"}
     sft = get_algorithm("sft")
     assert sft.run_label(sft.script_args_class()(sft_data="gold")) == "sft-gold"
     assert get_algorithm("dapo").run_label(None) == "dapo"
+
+
+def test_trl_family_entries_are_stock_trl_with_their_paper():
+    """TRL's family: stock TRL trainers and configs (no class of this project), online, each citing its paper by
+    arXiv id; the GRPOTrainer loss variants are GRPOTrainer + GRPOConfig + their YAML. The table lists the mission's
+    five first, then the family, then the control; an unknown family is refused when the entry is made."""
+    import re
+
+    from trl_ext.recipe.algorithms import Algorithm
+
+    family = [a for a in ALGORITHMS if a.family == "trl"]
+    assert [a.name for a in family] == ["rloo", "dr_grpo", "cispo", "sapo"]
+    order = [0 if a.family == "mission" and not a.control else 1 if a.family == "trl" else 2 for a in ALGORITHMS]
+    assert order == sorted(order) and ALGORITHMS[-1].control
+    for algo in family:
+        assert algo.online and not algo.control and algo.label_arg is None
+        assert algo.config_spec.startswith("trl:") and algo.trainer_spec.startswith("trl:")
+        assert algo.trainer_class().__module__.startswith("trl.trainer.")
+        assert re.search(r"arXiv \d{4}\.\d{5}", algo.paper), algo.paper
+    assert {(a.trainer_spec, a.config_spec) for a in family if a.name != "rloo"} == {("trl:GRPOTrainer",
+                                                                                    "trl:GRPOConfig")}
+    assert get_algorithm("rloo").trainer_spec == "trl:RLOOTrainer"
+    with pytest.raises(ValueError, match="family must be one of"):
+        Algorithm(name="x", description="x", script_args_spec="", config_spec="", trainer_spec="", training_data_spec="",
+                  default_config="", paper="", changes="", family="other")
+
+
+def test_online_embedded_recipes_share_one_rollout_budget():
+    """The comparison gives every online algorithm the same samples: on the embedded testbed each trains 16
+    completions per optimizer step (rollouts reused num_iterations times count once) for 150 steps of at most 48
+    tokens, whatever its own settings (the family's entries included)."""
+    from trl_ext.recipe import load_recipe_yaml
+
+    fields = ["per_device_train_batch_size", "gradient_accumulation_steps", "num_iterations", "max_steps",
+              "max_completion_length"]
+    for algo in ALGORITHMS:
+        if not algo.online:
+            continue
+        values, _ = load_recipe_yaml(algo.default_config_path())
+        f = {**algo.config_defaults(fields), **{k: values[k] for k in fields if k in values}}
+        samples_per_step = f["per_device_train_batch_size"] * f["gradient_accumulation_steps"] / f["num_iterations"]
+        assert (samples_per_step, f["max_steps"], f["max_completion_length"]) == (16, 150, 48), algo.name
+
+
+@pytest.mark.parametrize("path", [p for p in all_recipe_yamls() if algo_of(p) in ("cispo", "sapo")],
+                         ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_importance_weighted_losses_update_several_times_per_rollout(path):
+    """CISPO's capped weight and SAPO's gate act on the importance ratio, which is 1 while the policy that sampled is
+    the one being updated: on-policy, both are a plain policy gradient. Their recipes split each rollout into several
+    optimizer steps, and checkpoints fall at rollout boundaries."""
+    _, args, _ = parse(algo_of(path), path)
+    updates_per_rollout = args.steps_per_generation * args.num_iterations // args.gradient_accumulation_steps
+    assert updates_per_rollout >= 2, (args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
+    if args.save_strategy == "steps":
+        assert args.save_steps % updates_per_rollout == 0
 
 
 def test_importing_the_recipe_package_imports_no_torch():
@@ -254,7 +335,7 @@ def run_launch(algo, config, tiny_model_path, tmp_path, mixed_precision="no"):
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", LAUNCHED)
 def test_recipe_two_process_zero3(algo, tiny_model_path, tmp_path):
     # GRPO launches as a user who forgot `--mixed_precision no` on CPU would: the config's bf16 must be switched off
     bf16_config = algo == "grpo"
@@ -265,6 +346,8 @@ def test_recipe_two_process_zero3(algo, tiny_model_path, tmp_path):
     if algo == "dpo":
         assert summary["dpo_pairs"]["pairs"] > 0
         assert "DPO pairs:" in proc.stdout
+    if algo == "rloo":  # RLOOTrainer calls the reward functions as GRPOTrainer does: the first one counts the samples
+        assert summary["samples_generated"] == 2 * 8 * 2  # 2 steps x 8 completions per process x 2 processes
 
 
 @pytest.mark.slow
@@ -380,9 +463,19 @@ def test_dpo_pairs_sampled_by_every_rank_outlast_a_short_ddp_timeout(tiny_model_
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("config", ["zero2", "multi_gpu"])
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", LAUNCHED)  # one per trainer class: a GRPOTrainer loss variant shards as GRPO does
 def test_recipe_two_process_matrix(algo, config, tiny_model_path, tmp_path):
     run_launch(algo, config, tiny_model_path, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("algo", SETTINGS_ONLY)
+def test_settings_only_entries_two_process_zero3(algo, tiny_model_path, tmp_path):
+    """The GRPOTrainer loss variants of TRL's family, launched as their recipes run (their embedded YAML), in the slow
+    suite; the default suite checks what reaches their trainer in one process (test_loss_variants_reach_the_trainer)."""
+    summary, _ = run_launch(algo, "zero3", tiny_model_path, tmp_path)
+    assert "DeepSpeed ZeRO-3" in summary["hardware"]
 
 
 @pytest.mark.timeout(300)
@@ -401,6 +494,35 @@ def test_lora_in_process(tiny_model_path, tmp_path, monkeypatch):
     assert summary["final_model"] == str(out / "merged")
     assert summary["param_change"]["tensors_changed"] > 0  # the merged LoRA delta moved q/v projections
     check_run(summary, [{"rank": 0, "world_size": 1, "global_step": 2}], out, world_size=1)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("algo", SETTINGS_ONLY)
+def test_loss_variants_reach_the_trainer(algo, tiny_model_path, tmp_path):
+    """One process, one optimizer step of each GRPOTrainer loss variant of TRL's family, built by the table from its
+    embedded YAML (tiny model and sizes on the command line): the YAML's loss settings are the trainer's, and the step
+    ran that loss (TRL logs PPO's clip ratios for dr_grpo, the share of capped weights for cispo, neither for sapo's
+    soft gate)."""
+    from trl import GRPOTrainer
+
+    from trl_ext.recipe import RecipeRun, load_recipe_yaml
+
+    algorithm = get_algorithm(algo)
+    values, _ = load_recipe_yaml(algorithm.default_config_path())
+    args = tiny_recipe_args(algo, tiny_model_path, str(tmp_path / algo))
+    args[args.index("--max_steps") + 1] = "1"
+    run = RecipeRun(algo, *parse(algo, algorithm.default_config_path(), args))
+    trainer = algorithm.build_trainer(run)
+    assert type(trainer) is GRPOTrainer and trainer.loss_type == values["loss_type"]
+    loss_keys = ["loss_type", "scale_rewards", "beta", "epsilon", "epsilon_high", "sapo_temperature_pos",
+                 "sapo_temperature_neg", "steps_per_generation"]
+    assert {k: getattr(trainer.args, k) for k in loss_keys if k in values} == {k: values[k] for k in loss_keys
+                                                                                if k in values}
+    trainer.train()
+    logged = set().union(*trainer.state.log_history)
+    assert trainer.state.global_step == 1 and math.isfinite(trainer.state.log_history[0]["loss"])
+    assert ("clip_ratio/region_mean" in logged) is (algo == "dr_grpo")
+    assert ("cispo_clip_ratio" in logged) is (algo == "cispo")
 
 
 @pytest.mark.slow
@@ -478,4 +600,4 @@ def test_gpu_yamls_parse_as_on_a_gpu_machine_with_vllm(path, monkeypatch):
     _, training_args, _ = parse(algo_of(path), path)
     if "smollm2" not in str(path):
         assert training_args.bf16 is True
-        assert getattr(training_args, "use_vllm", False) is (algo_of(path) in ("grpo", "dapo", "gspo", "ppo"))
+        assert getattr(training_args, "use_vllm", False) is get_algorithm(algo_of(path)).online

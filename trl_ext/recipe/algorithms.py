@@ -8,6 +8,11 @@ comparison. Classes are named as ``"module:Class"`` strings and imported on firs
 Adding an algorithm = one ``Algorithm`` entry here + ``<name>.yaml`` in ``trl_ext/configs/recipes/embedded/`` (and in
 each ``gsm8k/<model>/`` folder; a control needs only the embedded one) + a ``recipes/<name>_math.py`` script that
 calls ``main("<name>")``; ``tests/recipe/test_recipes.py`` checks that all three exist for every entry.
+
+The table holds two families (``Algorithm.family``): the five algorithms of the mission (PPO, DPO, GRPO, DAPO, GSPO;
+the headline of the comparison, first in the table) and members of TRL's own family (``"trl"``: RLOO and GRPO loss
+variants), each a stock TRL trainer and config with a paper's settings in its YAMLs (docs/family.md), then the SFT
+control.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODEL_CONFIG = "trl:ModelConfig"
+FAMILIES = ("mission", "trl")  # Algorithm.family: the mission's five algorithms (and its control), TRL's family
 
 
 class UnknownAlgorithmError(KeyError):
@@ -50,6 +56,11 @@ class Algorithm:
     online: bool = True  # an online RL trainer: gets reward_funcs and generates during training
     control: bool = False  # a control of the comparison (SFT), not one of the compared algorithms
     label_arg: str | None = None  # script argument appended to the run's label: sft + --sft_data rft -> "sft-rft"
+    family: str = "mission"  # "mission": PPO, DPO, GRPO, DAPO, GSPO (and the SFT control); "trl": TRL's family
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"algorithm {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
 
     # -- the classes ----------------------------------------------------------------------------------------------
     def script_args_class(self) -> type:
@@ -181,6 +192,69 @@ ALGORITHMS: tuple[Algorithm, ...] = (
         paper="Zheng et al. 2025, arXiv 2507.18071 (GSPOConfig's defaults are the paper's)",
         changes="the importance ratio and its clip are per sequence (length-normalised), not per token; loss_type "
         "grpo, beta 0; each rollout batch is split into 4 minibatch updates so that the clip acts",
+    ),
+    Algorithm(
+        name="rloo",
+        description="RLOO: REINFORCE with the mean reward of the prompt's other completions as baseline "
+        "(leave-one-out), KL 0.03 in the reward",
+        script_args_spec=_RL_ARGS,
+        config_spec="trl:RLOOConfig",
+        trainer_spec="trl:RLOOTrainer",
+        training_data_spec=_PROMPTS,
+        default_config="embedded/rloo.yaml",
+        paper="Ahmadian et al. 2024, arXiv 2402.14740 (leave-one-out baseline: Kool et al. 2019, \"Buy 4 REINFORCE "
+        "samples, get a baseline for free!\"); beta 0.03 from the paper's training details via TRL's paper index",
+        changes="stock trl.RLOOTrainer: advantage = reward - mean reward of the group's other completions (no std "
+        "scaling); one importance ratio per sequence (sum of token log-ratios) in the loss; the KL to the reference "
+        "is subtracted from the reward per sequence (beta 0.03) instead of added to the loss per token",
+        family="trl",
+    ),
+    Algorithm(
+        name="dr_grpo",
+        description="Dr. GRPO: GRPO without its length and difficulty biases (loss_type dr_grpo, no std scaling, no "
+        "KL)",
+        script_args_spec=_RL_ARGS,
+        config_spec="trl:GRPOConfig",
+        trainer_spec="trl:GRPOTrainer",
+        training_data_spec=_PROMPTS,
+        default_config="embedded/dr_grpo.yaml",
+        paper="Liu et al. 2025, \"Understanding R1-Zero-Like Training: A Critical Perspective\", arXiv 2503.20783",
+        changes="stock trl.GRPOTrainer, settings only: token losses summed and divided by a constant "
+        "(max_completion_length) instead of each sequence's length, advantages not divided by the group's std "
+        "(scale_rewards none), beta 0",
+        family="trl",
+    ),
+    Algorithm(
+        name="cispo",
+        description="CISPO: REINFORCE on every token weighted by its clipped, detached importance ratio (max 5), "
+        "batch-std advantages, 4 minibatch updates per rollout",
+        script_args_spec=_RL_ARGS,
+        config_spec="trl:GRPOConfig",
+        trainer_spec="trl:GRPOTrainer",
+        training_data_spec=_PROMPTS,
+        default_config="embedded/cispo.yaml",
+        paper="MiniMax-M1, arXiv 2506.13585 (the CISPO loss); settings of ScaleRL (Khatri et al. 2025, "
+        "arXiv 2510.13786) as TRL documents them: epsilon_high 5.0, scale_rewards batch",
+        changes="stock trl.GRPOTrainer, settings only: loss_type cispo (no token is clipped out of the gradient; the "
+        "importance weight is capped at 5 and detached), token-level normalisation, advantages scaled by the batch's "
+        "std, beta 0; each rollout split into 4 minibatch updates so that the importance weight differs from 1",
+        family="trl",
+    ),
+    Algorithm(
+        name="sapo",
+        description="SAPO: a sigmoid gate on each token's importance ratio instead of the hard clip (temperatures "
+        "1.0 / 1.05), 4 minibatch updates per rollout",
+        script_args_spec=_RL_ARGS,
+        config_spec="trl:GRPOConfig",
+        trainer_spec="trl:GRPOTrainer",
+        training_data_spec=_PROMPTS,
+        default_config="embedded/sapo.yaml",
+        paper="Gao et al. 2025, \"Soft Adaptive Policy Optimization\", arXiv 2511.20347 (temperatures: the paper's, "
+        "TRL's defaults)",
+        changes="stock trl.GRPOTrainer, settings only: loss_type sapo (the clipped surrogate replaced by a smooth, "
+        "temperature-controlled gate, steeper for negative advantages), per-sequence token mean, beta 0; each rollout "
+        "split into 4 minibatch updates so that the gate acts",
+        family="trl",
     ),
     Algorithm(
         name="sft",
