@@ -83,3 +83,20 @@ def tiny_recipe_args(algo, model, output_dir, reward=LENGTH_REWARD):
     if algo == "ppo":  # the embedded YAML's 4 mini-batches per rollout: a rollout is 2 x 8 x 4 = 64 prompts
         args += ["--num_train_examples", "64"]
     return args
+
+
+def one_launch_per_trainer() -> list[str]:
+    """The compared algorithms that the default suite trains in 2-process launches (test_recipes, test_resume): the
+    mission's five, and an entry of TRL's family only where it brings a trainer class that none before it has (RLOO).
+    The others (GRPOTrainer with another loss) differ from GRPO in settings only: they are launched in the slow
+    suite."""
+    from trl_ext.recipe.algorithms import ALGORITHMS
+
+    names, trainers = [], set()
+    for algo in ALGORITHMS:
+        if algo.control:
+            continue
+        if algo.family == "mission" or algo.trainer_spec not in trainers:
+            names.append(algo.name)
+        trainers.add(algo.trainer_spec)
+    return names

@@ -8,7 +8,7 @@ import runpy
 from pathlib import Path
 
 import pytest
-from helpers.configs import tiny_recipe_args
+from helpers.configs import one_launch_per_trainer, tiny_recipe_args
 from helpers.launch import RECIPES, REPO, TESTS, launch
 from helpers.worker import tagged_records
 
@@ -18,20 +18,6 @@ from trl_ext.recipe.algorithms import ALGORITHMS, algorithm_names, get_algorithm
 HARDWARE_KEYS = {"bf16", "fp16", "tf32", "dtype", "use_vllm", "vllm_mode", "ddp_backend", "use_cpu"}
 RECIPE_NAMES = algorithm_names()  # every entry of the table: its YAMLs are parsed
 ALGOS = algorithm_names(controls=False)  # the compared algorithms (mission and TRL family): resumed in test_resume
-
-
-def one_launch_per_trainer() -> list[str]:
-    """The compared algorithms that the default suite trains in a 2-process launch: the mission's five, and an entry
-    of TRL's family only where it brings a trainer class that none before it has (RLOO). The others (GRPOTrainer with
-    another loss) differ from GRPO in settings only: they are launched in the slow suite."""
-    names, trainers = [], set()
-    for algo in ALGORITHMS:
-        if algo.control:
-            continue
-        if algo.family == "mission" or algo.trainer_spec not in trainers:
-            names.append(algo.name)
-        trainers.add(algo.trainer_spec)
-    return names
 
 
 LAUNCHED = one_launch_per_trainer()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.configs import tiny_recipe_args
+from helpers.configs import one_launch_per_trainer, tiny_recipe_args
 from helpers.launch import OFFLINE_ENV, RECIPES, REPO, pythonpath
 from helpers.rewards import checkpoint_complete, reward_path, stalling_length_reward
 
@@ -28,11 +28,13 @@ from trl_ext.recipe.algorithms import algorithm_names
 from trl_ext.recipe.checkpoints import resolve_resume
 from trl_ext.recipe.config import RecipeConfigError
 
-ALGOS = algorithm_names(controls=False)  # the compared algorithms, as in test_recipes
-# GSPO and PPO update 4 times per rollout: checkpoints at rollout boundaries (a resume from inside a rollout regenerates
-# it). DPO steps are fast: more of them, so that the kill surely lands before the end.
-SAVE_STEPS = {"gspo": 4, "ppo": 4}
-MAX_STEPS = {"gspo": 8, "ppo": 8, "dpo": 8}
+# every compared algorithm: one per trainer class by default, the GRPOTrainer loss variants in the slow suite
+ALGOS = [a if a in one_launch_per_trainer() else pytest.param(a, marks=pytest.mark.slow)
+         for a in algorithm_names(controls=False)]
+# GSPO, PPO, CISPO and SAPO update 4 times per rollout: checkpoints at rollout boundaries (a resume from inside a
+# rollout regenerates it). DPO steps are fast: more of them, so that the kill surely lands before the end.
+SAVE_STEPS = {"gspo": 4, "ppo": 4, "cispo": 4, "sapo": 4}
+MAX_STEPS = {"gspo": 8, "ppo": 8, "cispo": 8, "sapo": 8, "dpo": 8}
 # metrics that depend on wall-clock time or on the process's history rather than on the training itself
 UNSTABLE = ("step_time", "elapsed_s", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 
@@ -126,7 +128,7 @@ def assert_same_metrics(reference: dict, resumed: dict, step: int, tolerance: fl
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("algo", ALGOS)  # every entry of the algorithm table
+@pytest.mark.parametrize("algo", ALGOS)
 def test_sigkill_mid_step_then_resume_matches_uninterrupted(algo, tiny_model_path, tmp_path):
     reference_dir, crashed_dir = tmp_path / "reference", tmp_path / "crashed"
     run_to_end(algo, resume_args(algo, tiny_model_path, reference_dir))
