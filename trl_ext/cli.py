@@ -1,8 +1,8 @@
 """The ``trl-ext`` command.
 
-    trl-ext train ALGO [recipe args...]   train one entry of the algorithm table (ppo, dpo, grpo, dapo, gspo; sft:
-                                         the comparison's SFT controls); no recipe arguments: the embedded CPU
-                                         testbed. Same as recipes/<algo>_math.py.
+    trl-ext train ALGO [recipe args...]   train one entry of the algorithm table (ppo, dpo, grpo, dapo, gspo; TRL's
+                                         family: rloo, dr_grpo, cispo, sapo; sft: the comparison's SFT controls); no
+                                         recipe arguments: the embedded CPU testbed. Same as recipes/<algo>_math.py.
     trl-ext compare [args...]            the algorithms and controls at the same budget, one results report
     trl-ext eval --model PATH [args...]  held-out GSM8K evaluation of a saved model (also: trl-ext-eval)
     trl-ext configs [--path NAME]        the shipped recipe and accelerate configs (--path: the file of one of them)
@@ -26,11 +26,13 @@ def _algorithms_help() -> str:
 
     from trl_ext.recipe.algorithms import ALGORITHMS
 
+    width = max(len(a.name) for a in ALGORITHMS)
     lines = ["algorithms:"]
     for a in ALGORITHMS:
-        lines.append(f"  {a.name:5s}  {a.description}")
+        lines.append(f"  {a.name:{width}s}  {a.description}")
         for label, text in (("vs GRPOTrainer", a.changes), ("paper", a.paper), ("default config", a.default_config)):
-            lines += textwrap.wrap(f"{label}: {text}", 110, initial_indent=" " * 9, subsequent_indent=" " * 11)
+            lines += textwrap.wrap(f"{label}: {text}", 110, initial_indent=" " * (width + 4),
+                                   subsequent_indent=" " * (width + 6))
     return "\n".join(lines)
 
 
