@@ -23,7 +23,7 @@ Call it once per process before the trainer (and with it the vLLM engine) is bui
     trainer = GRPOTrainer(..., args=GRPOConfig(..., use_vllm=True, vllm_mode="colocate"))
 
 The recipes call it for you (``trl_ext.recipe.hardware.hardware_overrides``, when a run without CUDA keeps
-``use_vllm``). ``tests/vllm/test_vllm_upstream.py`` pins the vLLM internals this relies on; docs/vllm.md has the
+``use_vllm``). ``tests/vllm_tier/test_vllm_upstream.py`` pins the vLLM internals this relies on; docs/vllm.md has the
 environment and what was run.
 """
 

@@ -2,7 +2,7 @@
 see the command line as well as the YAML, and it decides whether vLLM stays on without CUDA.
 
 The machine's facts are set explicitly (``hardware._STATE``), so these run the same on a CPU or a GPU machine. Real
-vLLM runs on CPU are the optional tier tests/vllm/ (``pytest -m vllm``)."""
+vLLM runs on CPU are the optional tier tests/vllm_tier/ (``pytest -m vllm``)."""
 
 import pytest
 
