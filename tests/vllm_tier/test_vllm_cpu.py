@@ -3,13 +3,15 @@ in two (`accelerate launch`, DDP and ZeRO-3), on the random tiny model. Each run
 checks after every weight sync that vLLM holds and computes with the policy's weights; this module checks its
 records. Part of the optional tier: ``pytest -m vllm`` in the environment of ``.ci/vllm_env.sh``."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers.launch import OFFLINE_ENV, REPO, launch, pythonpath
+from helpers.configs import tiny_recipe_args
+from helpers.launch import OFFLINE_ENV, RECIPES, REPO, launch, pythonpath
 from helpers.vllm_stand_in import expected_weights
 from helpers.worker import records
 
@@ -24,20 +26,25 @@ LOGPROB_TOLERANCE = 0.02
 MIN_POLICY_MOVE = 0.1  # the policy's next-token log-probs move by ~0.7 in 3 steps: far beyond the tolerance
 
 
-def run_one_process(algo, model, output_dir, timeout=600):
-    """The worker under plain ``python`` (no launcher): what a user's single-process script does."""
+def run_python(script, args, timeout=600):
+    """``script`` under plain ``python`` (no launcher): what a user's single-process run does."""
     env = {**os.environ, **OFFLINE_ENV, **VLLM_ENV}
     env["PYTHONPATH"] = pythonpath(env.get("PYTHONPATH"))
-    cmd = [sys.executable, str(WORKER), "--algo", algo, "--model", model, "--output_dir", str(output_dir),
-           "--max_steps", str(MAX_STEPS)]
+    cmd = [sys.executable, str(script), *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-    assert proc.returncode == 0, f"{algo} failed\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-12000:]}"
+    assert proc.returncode == 0, f"{cmd} failed\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-12000:]}"
     return proc
 
 
 def check_run(result, algo, model, world_size):
-    assert result["world_size"] == world_size and result["global_step"] == MAX_STEPS, result
     syncs = result["syncs"]
+    # one line per rank for the tier's log (`pytest -m vllm -rP` shows it): what was measured, and the timings
+    print(f"{algo} rank {result['rank']}/{world_size}: {len(syncs)} syncs, max weight diff "
+          f"{max(s['max_weight_diff'] for s in syncs)}, max logprob diff {max(s['max_logprob_diff'] for s in syncs):.4f}, "
+          f"policy moved {syncs[-1]['policy_moved']:.3f}, vLLM generate calls {result['vllm_generate_calls']}, "
+          f"DAPO rounds {result['rounds']}, engine+trainer init {result['init_seconds']:.1f} s, "
+          f"train {result['train_seconds']:.1f} s")
+    assert result["world_size"] == world_size and result["global_step"] == MAX_STEPS, result
     # one sync before each generation that follows an optimizer step (GSPO generates every 2 steps, the others every
     # step), each checked by the worker against the policy
     assert [s["step"] for s in syncs] == ([0, 2] if algo == "gspo" else list(range(MAX_STEPS))), syncs
@@ -57,7 +64,8 @@ def check_run(result, algo, model, world_size):
 
 @pytest.mark.parametrize("algo", ["grpo", "dapo", "gspo", "ppo"])
 def test_one_process(algo, tiny_model_path, tmp_path):
-    proc = run_one_process(algo, tiny_model_path, tmp_path)
+    proc = run_python(WORKER, ["--algo", algo, "--model", tiny_model_path, "--output_dir", tmp_path,
+                               "--max_steps", MAX_STEPS])
     (result,) = records(proc.stdout, "VLLM_RESULT")
     check_run(result, algo, tiny_model_path, world_size=1)
 
@@ -77,3 +85,21 @@ def test_two_processes(algo, config, tiny_model_path, tmp_path):
         check_run(result, algo, tiny_model_path, world_size=2)
     if algo == "dapo":  # the ranks agree on the number of rounds (a mismatch would hang the collectives)
         assert results[0]["rounds"] == results[1]["rounds"]
+
+
+def test_recipe_on_cpu_keeps_vllm_from_the_command_line(tiny_model_path, tmp_path):
+    """``--use_vllm true --vllm_mode server`` on a recipe's command line without CUDA: the hardware adaptation keeps
+    vLLM, in colocate mode, with its weights made reloadable, and the run trains on vLLM's completions (TRL logs the
+    sampling log-prob difference only for those) generated with the synced weights."""
+    out = tmp_path / "out"
+    args = [*tiny_recipe_args("grpo", tiny_model_path, out), "--use_vllm", "true", "--vllm_mode", "server"]
+    proc = run_python(RECIPES / "grpo_math.py", args)
+    assert "vLLM colocate on CPU; set use_cpu=True, vllm_mode=colocate (no CUDA: server mode cannot sync weights)" in (
+        proc.stdout
+    )
+    (result,) = records(proc.stdout, "RECIPE_RESULT")
+    assert result["global_step"] == 2, result
+    steps = [row for row in map(json.loads, (out / "history.jsonl").read_text().splitlines()) if "loss" in row]
+    assert len(steps) == 2
+    # the largest difference over a batch's tokens (64 here), not over 5 next-token log-probs: a looser bound
+    assert all(row["sampling/sampling_logp_difference/max"] < 2.5 * LOGPROB_TOLERANCE for row in steps), steps
