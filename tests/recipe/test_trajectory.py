@@ -13,6 +13,8 @@ import sys
 import pytest
 from helpers.launch import BUILD_TIMEOUT, OFFLINE_ENV, REPO
 
+from trl_ext.compare.machine import cpu_vendor
+
 STEPS = 6
 KEYS = ("loss", "reward", "reward_std", "grad_norm", "num_tokens", "completions/mean_length", "entropy",
         "dapo/generation_rounds")
@@ -50,20 +52,6 @@ PINNED = {
             2.0),
     },
 }
-
-
-def cpu_vendor() -> str:
-    """``vendor_id`` of /proc/cpuinfo (``GenuineIntel``, ``AuthenticAMD``), or the machine name elsewhere."""
-    import platform
-    from pathlib import Path
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 # the recipe script, and the same program as `accelerate launch -m trl_ext.cli train dapo` (the installed command)

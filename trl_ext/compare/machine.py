@@ -12,14 +12,24 @@ from trl_ext.compare.runner import gpu_names
 PACKAGES = ("torch", "trl", "transformers", "accelerate", "deepspeed", "peft", "trl-ext")
 
 
-def cpu_name() -> str:
+def cpuinfo(field: str) -> str | None:
+    """The first ``field`` of /proc/cpuinfo (``model name``, ``vendor_id``), or None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    return cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """``GenuineIntel``, ``AuthenticAMD``, ...; the machine name where /proc/cpuinfo has no vendor."""
+    return cpuinfo("vendor_id") or platform.machine()
 
 
 def machine_info() -> dict:
