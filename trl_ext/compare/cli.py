@@ -31,7 +31,17 @@ from pathlib import Path
 
 from trl_ext.compare import plan as P
 from trl_ext.compare.machine import machine_info, machine_line
-from trl_ext.compare.markdown import format_report, readme_table, write_csv
+from trl_ext.compare.markdown import (
+    budget_table,
+    format_report,
+    portable,
+    protocol_lines,
+    provenance,
+    readme_table,
+    run_rows,
+    sweep_table,
+    write_csv,
+)
 from trl_ext.compare.report import (
     aggregate,
     cost_summary,
@@ -40,7 +50,6 @@ from trl_ext.compare.report import (
     power_summary,
     readings,
     speed_table,
-    train_seconds,
 )
 from trl_ext.compare.runner import Progress, build_command, load_correctness, load_history, run_one
 
@@ -92,21 +101,6 @@ def build_parser(prog="compare_gsm8k.py") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds per run")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the sweep commands, run nothing")
     return p
-
-
-def portable(text: str, *roots: Path) -> str:
-    """``text`` without this machine's absolute paths: the given roots become relative, the interpreter ``python``,
-    the home folder ``~``."""
-    for root in roots:
-        text = text.replace(str(root.resolve()) + "/", "")
-    return text.replace(sys.executable, "python").replace(str(Path.home()), "~")
-
-
-def _rel(path, base: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)
 
 
 class Comparison:
@@ -287,73 +281,6 @@ class Comparison:
         return picked
 
 
-def sweep_table(records, picked, comp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Validation accuracy per entry and swept value (mean ± sd over seeds), values in numeric order; ``+`` marks a
-    value added past an edge pick; the last column says whether the pick is interior."""
-    from trl_ext.compare.stats import mean_sd_ci
-
-    rows: dict = {}
-    for r in (r for r in records if r["phase"] == "sweep"):
-        acc = ((r.get("summary") or {}).get("after") or {}).get("flexible")
-        rows.setdefault(r["label"], {}).setdefault(r["setting"][1], []).append(100 * acc["accuracy"] if acc else None)
-
-    def order(v):
-        try:
-            return (0, float(v), v)
-        except ValueError:
-            return (1, 0.0, v)
-
-    values = sorted({v for cells in rows.values() for v in cells}, key=order)
-    body = []
-    for label, cells in rows.items():
-        line, pick = [label], picked.get(label, (None, None))[1]
-        for v in values:
-            stat = mean_sd_ci([a for a in cells.get(v, []) if a is not None])
-            text = ("failed" if v in cells else "-") if stat["mean"] is None else \
-                f"{stat['mean']:.1f}" + (f" ± {stat['sd']:.1f}" if stat["sd"] is not None else "")
-            text = f"**{text}**" if pick == v else text
-            line.append(text + (" +" if v in cells and v not in comp.grid(label)[1] else ""))
-        tried = list(cells)
-        line.append("-" if pick is None else "edge of the grid" if P.widen(tried, pick) is not None else "interior")
-        body.append(line)
-    return ["entry", *values, "pick"], body
-
-
-def provenance(records) -> str:
-    """Where the runs of this report came from: made by this command, or reused (and with which command)."""
-    made = sum(r["status"] == "ok" for r in records)
-    reused = [r for r in records if r["status"] == "reused"]
-    other = [r for r in reused if r.get("note")]
-    failed = sum(r["status"] == "failed" for r in records)
-    text = f"{made} of {len(records)} runs were made by this command"
-    if reused:
-        text += (f"; {len(reused)} were reused from an earlier invocation ({len(other)} of them made with another "
-                 "command: rerun with --force to make every run with this one)")
-    return text + (f"; {failed} failed (listed below)." if failed else ".")
-
-
-def budget_table(rows) -> tuple[list[str], list[list[str]]]:
-    from trl_ext.compare.markdown import fmt
-
-    body = [[r["label"], fmt(r.get("samples"), 0), fmt(r.get("steps"), 0), fmt(r.get("tokens"), 0),
-             fmt(r.get("train_s"), 0), fmt(r.get("wall_s"), 0)] for r in rows if "samples" in r]
-    return ["entry", "samples generated", "optimizer steps", "tokens (num_tokens)", "train s", "run wall s"], body
-
-
-def run_rows(records, out_dir) -> list[list[str]]:
-    body = []
-    for r in records:
-        s = r.get("summary") or {}
-        acc = [f"{100 * s[t]['flexible']['accuracy']:.1f}" if (s.get(t) or {}).get("flexible") else "n/a"
-               for t in ("before", "after")]
-        secs = train_seconds(s)
-        body.append([r["phase"], r["label"], "=".join(r["setting"]) if r.get("setting") else "-", r["seed"],
-                     r["status"] if not r.get("error") else f"{r['status']}: {r['error'][:80]}", " -> ".join(acc),
-                     s.get("samples_generated", "n/a"), s.get("global_step", "n/a"),
-                     f"{secs:.0f}" if secs else "n/a", f"`{_rel(r['log'], out_dir)}`" if r.get("log") else "-"])
-    return body
-
-
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     full_argv, extra = list(argv), []
@@ -422,33 +349,6 @@ def main(argv=None) -> int:
     print("\n" + readme_table(rows), flush=True)
     print(f"\n[compare] wrote {out / 'results.md'} (+ .csv, .json, {len(plots)} figures)", flush=True)
     return 0 if all(r["status"] != "failed" for r in comp.records) else 1
-
-
-def protocol_lines(comp: Comparison, picked: dict) -> list[str]:
-    b, a = comp.budget, comp.args
-    unit = {"samples": "completions generated (DAPO's refills and DPO/RFT sampling included)",
-            "prompts": "training prompts (DPO: pairs)", "seconds": "training seconds"}[b.kind]
-    control = [f for lb, f in comp.fields.items() if lb in P.CONTROLS]
-    lines = [f"Budget: {b.amount:g} {unit} per run" + (
-        f"; online RL trains on whole rollouts up to it; the SFT controls train "
-        f"{P.control_steps(control[0], b, a.num_processes)} optimizer steps (as many examples as the budget, the "
-        "same in both phases)." if b.kind == "samples" and control else "."),
-             f"Sweep: {a.sweep or 'none'} for the algorithms, {a.control_sweep or 'none'} for the controls, "
-             f"{a.sweep_seeds} seed(s) per value, scored on at most {a.validation_problems} validation problems; a "
-             f"grid is extended past an edge pick up to {a.max_widen} time(s). Test phase seeds: "
-             f"{', '.join(map(str, comp.seeds))}, on at most {a.test_problems} test problems.",
-             f"Launch: {'accelerate launch' if comp.launch_config or a.num_processes > 1 else 'python'}, "
-             f"{a.num_processes} process(es) per run, {a.jobs} run(s) at a time"
-             + (f", `{a.launch_config}`" if comp.launch_config else "") + ".",
-             f"Accuracy during training (test phase): {comp.curve_points} greedy evaluations per run besides the "
-             f"first, evenly over its steps, on {comp.curve_limit} validation problems."
-             if comp.curve_points else "Accuracy during training: off.",
-             "Evaluation: greedy, flexible (last number) and strict (last `#### N`) scoring."]
-    if comp.extra:
-        lines.append(f"Recipe overrides for every run: `{shlex.join(comp.extra)}`.")
-    lines.append(f"Run folders (models, logs, histories; the log paths below are relative to it): "
-                 f"`{portable(str(comp.out_dir), Path.cwd())}`.")
-    return lines
 
 
 if __name__ == "__main__":

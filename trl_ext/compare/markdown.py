@@ -1,9 +1,21 @@
-"""The comparison's report as Markdown and CSV, from the rows of ``trl_ext.compare.report``."""
+"""The comparison's report as Markdown and CSV, from the rows of ``trl_ext.compare.report`` and the run records:
+the tables, the protocol lines, and paths made portable."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trl_ext.compare import plan as P
+from trl_ext.compare.report import train_seconds
+from trl_ext.compare.stats import mean_sd_ci
+
+if TYPE_CHECKING:
+    from trl_ext.compare.cli import Comparison
 
 
 def md_table(header, body) -> str:
@@ -128,3 +140,108 @@ def write_csv(rows, path) -> None:
         for r in rows:
             w.writerow([json.dumps(r.get(k)) if isinstance(r.get(k), list | dict | tuple) else r.get(k, "")
                         for k in keys])
+
+
+def portable(text: str, *roots: Path) -> str:
+    """``text`` without this machine's absolute paths: the given roots become relative, the interpreter ``python``,
+    the home folder ``~``."""
+    for root in roots:
+        text = text.replace(str(root.resolve()) + "/", "")
+    return text.replace(sys.executable, "python").replace(str(Path.home()), "~")
+
+
+def _rel(path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def sweep_table(records, picked, comp: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Validation accuracy per entry and swept value (mean ± sd over seeds), values in numeric order; ``+`` marks a
+    value added past an edge pick; the last column says whether the pick is interior."""
+    rows: dict = {}
+    for r in (r for r in records if r["phase"] == "sweep"):
+        acc = ((r.get("summary") or {}).get("after") or {}).get("flexible")
+        rows.setdefault(r["label"], {}).setdefault(r["setting"][1], []).append(100 * acc["accuracy"] if acc else None)
+
+    def order(v):
+        try:
+            return (0, float(v), v)
+        except ValueError:
+            return (1, 0.0, v)
+
+    values = sorted({v for cells in rows.values() for v in cells}, key=order)
+    body = []
+    for label, cells in rows.items():
+        line, pick = [label], picked.get(label, (None, None))[1]
+        for v in values:
+            stat = mean_sd_ci([a for a in cells.get(v, []) if a is not None])
+            text = ("failed" if v in cells else "-") if stat["mean"] is None else \
+                f"{stat['mean']:.1f}" + (f" ± {stat['sd']:.1f}" if stat["sd"] is not None else "")
+            text = f"**{text}**" if pick == v else text
+            line.append(text + (" +" if v in cells and v not in comp.grid(label)[1] else ""))
+        tried = list(cells)
+        line.append("-" if pick is None else "edge of the grid" if P.widen(tried, pick) is not None else "interior")
+        body.append(line)
+    return ["entry", *values, "pick"], body
+
+
+def provenance(records) -> str:
+    """Where the runs of this report came from: made by this command, or reused (and with which command)."""
+    made = sum(r["status"] == "ok" for r in records)
+    reused = [r for r in records if r["status"] == "reused"]
+    other = [r for r in reused if r.get("note")]
+    failed = sum(r["status"] == "failed" for r in records)
+    text = f"{made} of {len(records)} runs were made by this command"
+    if reused:
+        text += (f"; {len(reused)} were reused from an earlier invocation ({len(other)} of them made with another "
+                 "command: rerun with --force to make every run with this one)")
+    return text + (f"; {failed} failed (listed below)." if failed else ".")
+
+
+def budget_table(rows) -> tuple[list[str], list[list[str]]]:
+    body = [[r["label"], fmt(r.get("samples"), 0), fmt(r.get("steps"), 0), fmt(r.get("tokens"), 0),
+             fmt(r.get("train_s"), 0), fmt(r.get("wall_s"), 0)] for r in rows if "samples" in r]
+    return ["entry", "samples generated", "optimizer steps", "tokens (num_tokens)", "train s", "run wall s"], body
+
+
+def run_rows(records, out_dir) -> list[list[str]]:
+    body = []
+    for r in records:
+        s = r.get("summary") or {}
+        acc = [f"{100 * s[t]['flexible']['accuracy']:.1f}" if (s.get(t) or {}).get("flexible") else "n/a"
+               for t in ("before", "after")]
+        secs = train_seconds(s)
+        body.append([r["phase"], r["label"], "=".join(r["setting"]) if r.get("setting") else "-", r["seed"],
+                     r["status"] if not r.get("error") else f"{r['status']}: {r['error'][:80]}", " -> ".join(acc),
+                     s.get("samples_generated", "n/a"), s.get("global_step", "n/a"),
+                     f"{secs:.0f}" if secs else "n/a", f"`{_rel(r['log'], out_dir)}`" if r.get("log") else "-"])
+    return body
+
+
+def protocol_lines(comp: Comparison, picked: dict) -> list[str]:
+    b, a = comp.budget, comp.args
+    unit = {"samples": "completions generated (DAPO's refills and DPO/RFT sampling included)",
+            "prompts": "training prompts (DPO: pairs)", "seconds": "training seconds"}[b.kind]
+    control = [f for lb, f in comp.fields.items() if lb in P.CONTROLS]
+    lines = [f"Budget: {b.amount:g} {unit} per run" + (
+        f"; online RL trains on whole rollouts up to it; the SFT controls train "
+        f"{P.control_steps(control[0], b, a.num_processes)} optimizer steps (as many examples as the budget, the "
+        "same in both phases)." if b.kind == "samples" and control else "."),
+             f"Sweep: {a.sweep or 'none'} for the algorithms, {a.control_sweep or 'none'} for the controls, "
+             f"{a.sweep_seeds} seed(s) per value, scored on at most {a.validation_problems} validation problems; a "
+             f"grid is extended past an edge pick up to {a.max_widen} time(s). Test phase seeds: "
+             f"{', '.join(map(str, comp.seeds))}, on at most {a.test_problems} test problems.",
+             f"Launch: {'accelerate launch' if comp.launch_config or a.num_processes > 1 else 'python'}, "
+             f"{a.num_processes} process(es) per run, {a.jobs} run(s) at a time"
+             + (f", `{a.launch_config}`" if comp.launch_config else "") + ".",
+             f"Accuracy during training (test phase): {comp.curve_points} greedy evaluations per run besides the "
+             f"first, evenly over its steps, on {comp.curve_limit} validation problems."
+             if comp.curve_points else "Accuracy during training: off.",
+             "Evaluation: greedy, flexible (last number) and strict (last `#### N`) scoring."]
+    if comp.extra:
+        lines.append(f"Recipe overrides for every run: `{shlex.join(comp.extra)}`.")
+    lines.append(f"Run folders (models, logs, histories; the log paths below are relative to it): "
+                 f"`{portable(str(comp.out_dir), Path.cwd())}`.")
+    return lines
