@@ -133,3 +133,35 @@ def test_checkpoint_generation_config_is_not_inherited(tiny_model_path, tmp_path
         runs.append((greedy, sampled))
     assert runs[0] == runs[1]
     assert all(len(r["terminated"]) == len(r["completions"]) for r in runs[0][1])
+
+
+def test_evaluation_saves_only_the_generating_device_rng(tiny_model_path, monkeypatch):
+    """Every rank of a launch sees every GPU: saving and restoring all their generators would make each rank touch
+    (and create a CUDA context on) every GPU. Only the device the model generates on is forked; on CPU, none."""
+    import contextlib
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trl_ext import eval as ev
+    from trl_ext.data.gsm8k import load_gsm8k
+
+    forked = []
+
+    @contextlib.contextmanager
+    def recording_fork_rng(devices=None, **kwargs):
+        forked.append(list(devices) if devices is not None else None)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)  # as a rank of an 8-GPU launch sees it
+    monkeypatch.setattr(torch.random, "fork_rng", recording_fork_rng)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    ds = load_gsm8k("synthetic", "test", num_examples=2)
+    ev.evaluate(model, tokenizer, ds, max_new_tokens=4, progress=False)
+    assert forked == [[]]
+
+    class OnGpu3:
+        device = torch.device("cuda", 3)
+
+    assert ev.rng_devices(OnGpu3()) == [3]

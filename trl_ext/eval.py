@@ -166,6 +166,17 @@ def score(completions: list[list[str]], answers: list[str], steps: list[int] | N
     return summary
 
 
+def rng_devices(model) -> list[int]:
+    """The CUDA device whose generator an evaluation of ``model`` forks: the one it generates on (none on CPU). Not
+    every visible GPU: each rank of a launch sees them all, and saving their states would touch each one."""
+    device = getattr(model, "device", None)
+    if device is None or device.type != "cuda":
+        return []
+    import torch
+
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
 def evaluate(
     model,
     tokenizer,
@@ -183,8 +194,8 @@ def evaluate(
 
     ``model`` may be ``None`` when ``model_path`` is given and vLLM is used. Sampling is seeded with ``seed``, so a
     sampled evaluation of the same model gives the same numbers again (on the same hardware), from a private copy of
-    torch's generators: the global RNG state (CPU and every CUDA device) is left exactly as it was found, so an
-    evaluation during training (the accuracy curve) does not reseed the training's sampling.
+    torch's generators: the global RNG state (CPU and the CUDA device it generates on) is left exactly as it was
+    found, so an evaluation during training (the accuracy curve) does not reseed the training's sampling.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -197,7 +208,7 @@ def evaluate(
     else:
         import torch
 
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        with torch.random.fork_rng(devices=rng_devices(model)):
             torch.manual_seed(seed)
             outputs = _generate_hf(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, batch_size,
                                    progress)
