@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from helpers.launch import BUILD_TIMEOUT, launch
+from helpers.launch import BUILD_TIMEOUT, REPO, launch
 from helpers.worker import records
 
 from trl_ext.eval import evaluate_path
@@ -117,3 +117,27 @@ def test_ranks_of_a_launch_build_the_warm_start_once_and_go_on(tmp_path):
     assert sorted(r["rank"] for r in results) == [0, 1] and {r["world_size"] for r in results} == {2}
     assert len({r["path"] for r in results}) == 1
     assert proc.stderr.count("building the embedded warm start") == 1
+
+
+def test_the_build_environment_leaves_every_launcher_out():
+    """torchrun / accelerate / DeepSpeed variables and MPI's (accelerate reads PMI_SIZE, OMPI_COMM_WORLD_SIZE and
+    MV2_COMM_WORLD_SIZE to run several CPU processes): with any left, the build would wait for ranks that never
+    come."""
+    from trl_ext.models.tiny import build_environment
+
+    launch_env = {"RANK": "1", "WORLD_SIZE": "2", "MASTER_PORT": "29500", "ACCELERATE_MIXED_PRECISION": "no",
+                  "TORCHELASTIC_RUN_ID": "x", "PMI_SIZE": "2", "PMI_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2",
+                  "OMPI_COMM_WORLD_LOCAL_RANK": "1", "MV2_COMM_WORLD_SIZE": "2", "MPI_LOCALNRANKS": "2",
+                  "HOME": "/home/u", "PATH": "/usr/bin"}
+    env = build_environment(launch_env)
+    assert {k: v for k, v in env.items() if k != "PYTHONPATH"} == {"HOME": "/home/u", "PATH": "/usr/bin"}
+    assert env["PYTHONPATH"].split(":")[0] == str(REPO)  # a checkout: the build runs this code
+
+
+def test_an_installed_trl_ext_is_not_put_on_the_build_path(tmp_path, monkeypatch):
+    import trl_ext.models.tiny as tiny
+
+    installed = tmp_path / "site-packages" / "trl_ext" / "models" / "tiny.py"  # no pyproject.toml two levels up
+    monkeypatch.setattr(tiny, "__file__", str(installed))
+    assert "PYTHONPATH" not in tiny.build_environment({"HOME": "/home/u"})
+    assert tiny.build_environment({"PYTHONPATH": "/x"})["PYTHONPATH"] == "/x"

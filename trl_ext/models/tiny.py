@@ -245,22 +245,26 @@ def _train_sft(cfg: WarmStartConfig, out_dir: Path) -> None:
     progress.bar.close()
 
 
-# Environment variables through which a launcher (torchrun, `accelerate launch`, DeepSpeed, SLURM-style rank
-# variables) makes a process join a process group: the warm-start build runs without them.
-_DISTRIBUTED_ENV_PREFIXES = ("ACCELERATE_", "TORCHELASTIC_")
+# Environment variables through which a launcher (torchrun, `accelerate launch`, DeepSpeed; MPI launchers, whose
+# world size accelerate reads for multi-process CPU runs) makes a process join a process group: the warm-start build
+# runs without them.
+_DISTRIBUTED_ENV_PREFIXES = ("ACCELERATE_", "TORCHELASTIC_", "OMPI_COMM_WORLD_", "MV2_COMM_WORLD_", "PMI_",
+                             "MPI_LOCAL")
 _DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                     "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS")
 
 
 def build_environment(env: dict[str, str] | None = None) -> dict[str, str]:
-    """``env`` (default ``os.environ``) without the variables that make a process a rank of a launch, and with this
-    trl_ext first on ``PYTHONPATH`` (the build runs the same code as its caller)."""
+    """``env`` (default ``os.environ``) without the variables that make a process a rank of a launch, and, when this
+    trl_ext is a source checkout, with it first on ``PYTHONPATH`` (the build runs the same code as its caller; an
+    installed one is found as it is, without putting site-packages ahead of the standard library)."""
     env = dict(os.environ if env is None else env)
     for key in list(env):
         if key in _DISTRIBUTED_ENV or key.startswith(_DISTRIBUTED_ENV_PREFIXES):
             del env[key]
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    package_root = Path(__file__).resolve().parents[2]
+    if (package_root / "pyproject.toml").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(package_root), env.get("PYTHONPATH")) if p)
     return env
 
 
