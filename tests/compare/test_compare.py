@@ -133,7 +133,8 @@ def test_widening_past_an_edge_pick():
     assert P.widen(grid, "4e-5") == "8e-05" and P.widen(grid, "1e-5") == "5e-06"  # one more factor of 2
     assert P.widen(grid, "2e-5") is None  # interior
     assert P.widen(["1e-4", "3e-4"], "3e-4") == "0.0009"
-    assert P.widen(["0", "0.1"], "0") == "-0.1"  # not positive: one more difference
+    assert P.widen(["-0.2", "-0.1"], "-0.2") == "-0.3"  # not positive: one more difference
+    assert P.widen(["0", "0.1"], "0") is None and P.widen(["-0.1", "0"], "0") is None  # never across zero
     assert P.widen(["grpo", "dapo"], "grpo") is None and P.widen(["1e-5"], "1e-5") is None
 
 

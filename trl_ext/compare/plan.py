@@ -191,8 +191,9 @@ def setting_args(setting) -> list[str]:
 
 def widen(values, picked: str) -> str | None:
     """The next grid value beyond ``picked`` when it is the lowest or highest of ``values`` (one more step of the
-    grid's ratio at that end, or of its difference where a value is not positive); ``None`` when the pick is interior
-    or the grid is not numeric or has one value."""
+    grid's ratio at that end, or of its difference where a value is not positive); ``None`` when the pick is interior,
+    the grid is not numeric or has one value, or the next value would cross zero (a pick of 0 in ``0, 0.04`` stays an
+    edge pick: a negative learning rate or KL coefficient is not a setting)."""
     try:
         grid = sorted({float(v): v for v in values}.items())
         at = float(picked)
@@ -202,7 +203,7 @@ def widen(values, picked: str) -> str | None:
         return None
     edge, inner = (grid[-1][0], grid[-2][0]) if at == grid[-1][0] else (grid[0][0], grid[1][0])
     new = edge * edge / inner if edge > 0 and inner > 0 else 2 * edge - inner
-    return f"{new:g}"
+    return None if edge == 0 or (new < 0) != (edge < 0) else f"{new:g}"
 
 
 def pick_best(results: dict) -> tuple[str, float]:
