@@ -67,9 +67,14 @@ def emit(tag: str, record: dict) -> None:
 
 
 def finish() -> None:
-    """Tear the process group down before the interpreter exits (``shutdown_distributed``)."""
-    from trl_ext.recipe.distributed import shutdown_distributed
+    """End the worker as the recipes end theirs: one process of several ends here (``end_process``: the process
+    group torn down, no interpreter finalization); one process tears down whatever group it has and returns."""
+    import torch.distributed as dist
 
+    from trl_ext.recipe.distributed import end_process, shutdown_distributed
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        end_process()
     shutdown_distributed()
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
+from typing import NoReturn
 
 from trl_ext.recipe.hardware import log
 
@@ -54,6 +57,26 @@ def print_result(result: dict) -> None:
     """This rank's ``RECIPE_RESULT {json}`` line, for scripts and tests. One write: under PYTHONUNBUFFERED ``print``
     writes the text and the newline separately, and two ranks' lines could interleave on a shared pipe."""
     print(f"{RESULT_TAG} " + json.dumps(result) + "\n", end="", flush=True)
+
+
+def end_process(code: int = 0) -> NoReturn:
+    """End a finished program that ran as one process of several: tear the process group down
+    (``shutdown_distributed``), run the ``atexit`` handlers (loggers, trackers) and flush the standard streams, then
+    exit without the interpreter's finalization. With the group destroyed, a rank of a finished 2-process CPU run still
+    aborted now and then while native objects of the collective stack were destroyed at interpreter exit ("terminate
+    called without an active exception", exit -6; pytorch/pytorch#179291 describes that mechanism for gloo), and
+    `accelerate launch` then reports the finished run as failed. Never returns: call it last, and only in a program
+    (``trl_ext.recipe.train.main``), not in a library function whose caller may go on."""
+    import atexit
+
+    shutdown_distributed()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
 
 
 def shutdown_distributed() -> None:

@@ -16,7 +16,8 @@ from trl_ext.recipe.algorithms import Algorithm, get_algorithm
 
 def main(algo: str | Algorithm, argv: list[str] | None = None) -> dict:
     """Train ``algo`` (a name in ``ALGORITHMS`` or an ``Algorithm``) with the recipe arguments ``argv`` (default
-    ``sys.argv[1:]``). Returns the run summary on the main process, this rank's result on the others."""
+    ``sys.argv[1:]``). Returns the run summary (one process); as one process of several it ends the process when
+    the run is done (``trl_ext.recipe.distributed.end_process``), with exit status 0."""
     algorithm = algo if isinstance(algo, Algorithm) else get_algorithm(algo)
 
     from trl_ext.recipe.hardware import prepare_environment
@@ -32,4 +33,9 @@ def main(algo: str | Algorithm, argv: list[str] | None = None) -> dict:
     parsed = parse_recipe_args(parser, default_config=algorithm.default_config_path(), args=argv)
     run = RecipeRun(algorithm.run_label(parsed[0]), *parsed, source=parsed.source)
     trainer = algorithm.build_trainer(run)
-    return run.train_and_evaluate(trainer)
+    result = run.train_and_evaluate(trainer)
+    if trainer.accelerator.num_processes > 1:  # one of several processes: end it here, cleanly (end_process)
+        from trl_ext.recipe.distributed import end_process
+
+        end_process()
+    return result
